@@ -1,0 +1,50 @@
+# seriatim: the two set-up commands are `make run` and `make test`; both build .venv themselves.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP_RUN  := $(VENV)/.stamp-run
+STAMP_TEST := $(VENV)/.stamp-test
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench venv clean debian-test-tools
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(STAMP_RUN): pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e .
+	touch $@
+
+$(STAMP_TEST): pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e '.[test,bench]'
+	touch $@ $(STAMP_RUN)
+
+venv: $(STAMP_RUN)
+
+## Start a broker on 127.0.0.1:9092 with data in ./data.
+run: $(STAMP_RUN)
+	$(VENV)/bin/seriatim serve -c listeners=PLAINTEXT://127.0.0.1:9092 -c log.dirs=./data
+
+# Debian tools some tests use (kcat); optional: the tests that need them skip with a reason.
+debian-test-tools:
+	@if ! command -v kcat >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null 2>&1) \
+	    || echo "note: could not install kcat; kcat interop tests will be skipped"; \
+	fi
+
+## Run the whole suite (lint first).
+test: $(STAMP_TEST) debian-test-tools
+	$(MAKE) --no-print-directory lint
+	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
+
+lint: $(STAMP_TEST)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+
+bench: $(STAMP_TEST)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

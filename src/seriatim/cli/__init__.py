@@ -1,0 +1,1 @@
+"""The ``seriatim`` command line."""
