@@ -1,0 +1,53 @@
+"""One module per Kafka API. Each opens with the versions it serves and how they differ, and
+registers itself on :data:`REGISTRY` with ``@REGISTRY.handles(ApiKey, min, max)``.
+
+ApiVersions and docs/protocol.md are generated from the registry, so what is advertised cannot
+drift from what is served. Handlers stay thin: they translate between kio entities and the
+broker's state; the logic lives in storage/ and broker/state.py.
+
+A handler is ``async def handle(ctx: RequestContext, request) -> Response``, where the response
+is a kio entity, or a list of buffers already encoded (Produce, Fetch), or None when no reply
+is owed (Produce with acks=0).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from seriatim.protocol import ApiRegistry
+
+REGISTRY = ApiRegistry()
+
+_MODULES = (
+    "api_versions",
+    "metadata",
+    "produce",
+    "fetch",
+    "list_offsets",
+    "init_producer_id",
+    "create_topics",
+    "delete_topics",
+    "create_partitions",
+    "delete_records",
+    "describe_configs",
+    "incremental_alter_configs",
+    "describe_cluster",
+    "describe_log_dirs",
+    "offset_for_leader_epoch",
+)
+
+_loaded = False
+
+
+def load_all() -> ApiRegistry:
+    """Import every handler module once (each registers itself) and return the registry."""
+    global _loaded
+    if not _loaded:
+        for name in _MODULES:
+            try:
+                importlib.import_module(f"{__name__}.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{__name__}.{name}":
+                    raise
+        _loaded = True
+    return REGISTRY

@@ -1,0 +1,255 @@
+"""The broker's mutable state, owned by the event-loop thread.
+
+Theory of operation. :class:`BrokerState` wraps the storage engine's :class:`LogManager` (the
+truth on disk) with what the request handlers need on top of it: automatic topic creation,
+the high watermark rule, waking long-polling fetches when data arrives, durability (group
+commit), and producer-id allocation. Everything here runs on the event-loop thread; the only
+work sent to another thread is fsync (see commit.py), which storage makes safe against
+concurrent appends.
+
+High watermark. On one node the high watermark is the log end offset, except under
+``log.flush.policy=always`` where it is the flushed offset: a consumer never reads a record that
+a crash could still take back. Produce with acks=all waits for that flush; acks=0/1 schedule it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from seriatim.broker.commit import GroupCommitter
+from seriatim.clock import Clock
+from seriatim.errors import ErrorCode, KafkaError
+
+if TYPE_CHECKING:
+    from seriatim.server.config import BrokerConfig  # type only: broker never imports server
+    from seriatim.storage import AppendInfo, LogManager, PartitionLog
+
+log = logging.getLogger(__name__)
+
+PRODUCER_ID_BLOCK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+
+
+class BrokerState:
+    def __init__(self, config: BrokerConfig, clock: Clock, advertised: Endpoint) -> None:
+        self.config = config
+        self.clock = clock
+        self.node_id: int = config.node_id
+        self.advertised = advertised
+        self.data_dir = Path(config.log_dirs[0])
+        self.flush_policy: str = config.flush_policy
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seriatim-fsync")
+        self.committer = GroupCommitter(self._executor)
+        self._waiters: dict[tuple[str, int], list[asyncio.Future[None]]] = {}
+        self._flushers: dict[tuple[str, int], _NotifyingFlush] = {}
+        self.logs: LogManager | None = None
+        self.cluster_id = ""
+        self._next_producer_id = 0
+        self._producer_id_limit = 0
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def open(self) -> None:
+        from seriatim.storage import LogConfig, LogManager
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.cluster_id = self._load_meta()
+        defaults = LogConfig.from_kafka(self.config.topic_defaults())
+        self.logs = LogManager(self.data_dir, defaults, clock=self.clock)
+
+    async def close(self) -> None:
+        await self.committer.drain()
+        if self.logs is not None:
+            self.logs.close()
+        self._executor.shutdown(wait=True)
+
+    def _load_meta(self) -> str:
+        """Kafka's meta.properties: the cluster id survives restarts (clients compare it)."""
+        path = self.data_dir / "meta.properties"
+        props: dict[str, str] = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                if "=" in line and not line.startswith("#"):
+                    k, v = line.split("=", 1)
+                    props[k.strip()] = v.strip()
+        if "cluster.id" not in props:
+            props = {"version": "1", "cluster.id": _new_cluster_id(), "node.id": str(self.node_id)}
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            _fsync_dir(self.data_dir)
+        return props["cluster.id"]
+
+    # --- topics -----------------------------------------------------------------------------
+    @property
+    def manager(self) -> LogManager:
+        assert self.logs is not None, "broker state used before open()"
+        return self.logs
+
+    def topics(self) -> dict[str, int]:
+        """Topic name -> partition count."""
+        return {name: info.partitions for name, info in self.manager.topics().items()}
+
+    def partition(self, topic: str, partition: int) -> PartitionLog | None:
+        try:
+            return self.manager.get(topic, partition)
+        except KeyError:
+            return None
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int,
+        configs: Mapping[str, str] | None = None,
+        *,
+        validate_only: bool = False,
+    ) -> None:
+        """Create a topic or raise KafkaError with the code Kafka returns."""
+        if name in self.manager.topics():
+            raise KafkaError(f"Topic '{name}' already exists.", ErrorCode.TOPIC_ALREADY_EXISTS)
+        if partitions <= 0:
+            raise KafkaError("Number of partitions must be larger than 0.", ErrorCode.INVALID_PARTITIONS)
+        self.manager.create_topic(name, partitions, dict(configs or {}), validate_only=validate_only)
+
+    def auto_create(self, name: str) -> bool:
+        """Create ``name`` with num.partitions if auto creation is on; True if it exists now."""
+        if name in self.manager.topics():
+            return True
+        if not self.config.auto_create_topics_enable:
+            return False
+        self.manager.create_topic(name, self.config.num_partitions, {})
+        log.info("auto-created topic %s with %d partition(s)", name, self.config.num_partitions)
+        return True
+
+    def delete_topic(self, name: str) -> None:
+        self.manager.delete_topic(name)
+        for key in [k for k in self._flushers if k[0] == name]:
+            del self._flushers[key]
+        for key in [k for k in self._waiters if k[0] == name]:
+            self.notify(*key)
+
+    def describe_topic_config(self, name: str) -> dict[str, tuple[str, int]]:
+        """Topic config name -> (value, kio ConfigSource value) for DescribeConfigs/CreateTopics.
+
+        Sources: 1 = DYNAMIC_TOPIC_CONFIG (a per-topic override), 4 = STATIC_BROKER_CONFIG
+        (from the broker's config file/flags), 5 = DEFAULT_CONFIG.
+        """
+        overrides = self.manager.topic_overrides(name)
+        broker_set = self.config.topic_defaults(explicit_only=True)
+        effective = self.manager.topic_config(name).to_kafka()
+        out: dict[str, tuple[str, int]] = {}
+        for key, value in effective.items():
+            if key in overrides:
+                source = 1
+            elif key in broker_set:
+                source = 4
+            else:
+                source = 5
+            out[key] = (value, source)
+        return out
+
+    # --- produce / fetch support -------------------------------------------------------------
+    def high_watermark(self, plog: PartitionLog) -> int:
+        if self.flush_policy == "always":
+            return plog.flushed_offset
+        return plog.end_offset
+
+    def appended(self, topic: str, partition: int, plog: PartitionLog, info: AppendInfo) -> None:
+        """After an append: schedule durability and wake fetches that can now see data."""
+        if self.flush_policy == "always":
+            self.committer.mark_dirty(self._flusher(topic, partition, plog))
+        else:
+            self.notify(topic, partition)
+
+    async def wait_durable(self, topic: str, partition: int, plog: PartitionLog) -> None:
+        if self.flush_policy == "always":
+            await self.committer.sync(self._flusher(topic, partition, plog))
+
+    def _flusher(self, topic: str, partition: int, plog: PartitionLog) -> _NotifyingFlush:
+        flusher = self._flushers.get((topic, partition))
+        if flusher is None or flusher.plog is not plog:
+            flusher = self._flushers[(topic, partition)] = _NotifyingFlush(self, topic, partition, plog)
+        return flusher
+
+    def schedule_flush(self) -> None:
+        self.committer.flush_dirty_soon()
+
+    def waiter(self, topic: str, partition: int) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault((topic, partition), []).append(fut)
+        return fut
+
+    def notify(self, topic: str, partition: int) -> None:
+        for fut in self._waiters.pop((topic, partition), ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    def notify_threadsafe(self, loop: asyncio.AbstractEventLoop, topic: str, partition: int) -> None:
+        loop.call_soon_threadsafe(self.notify, topic, partition)
+
+    # --- producer ids -------------------------------------------------------------------------
+    def next_producer_id(self) -> int:
+        """Allocate a producer id unique across restarts (blocks persisted ahead of use)."""
+        if self._next_producer_id >= self._producer_id_limit:
+            self._reserve_producer_ids()
+        pid = self._next_producer_id
+        self._next_producer_id += 1
+        return pid
+
+    def _reserve_producer_ids(self) -> None:
+        path = self.data_dir / "producer-ids"
+        start = int(path.read_text().strip() or 0) if path.exists() else 0
+        limit = start + PRODUCER_ID_BLOCK
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            f.write(f"{limit}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(self.data_dir)
+        self._next_producer_id, self._producer_id_limit = start, limit
+
+
+class _NotifyingFlush:
+    """Flushes one partition in the fsync thread, then wakes its fetchers on the loop.
+
+    One per partition (cached by BrokerState) so the committer coalesces repeated marks.
+    """
+
+    __slots__ = ("_loop", "partition", "plog", "state", "topic")
+
+    def __init__(self, state: BrokerState, topic: str, partition: int, plog: PartitionLog) -> None:
+        self.state, self.topic, self.partition, self.plog = state, topic, partition, plog
+        self._loop = asyncio.get_running_loop()
+
+    def flush(self) -> None:
+        self.plog.flush()
+        self.state.notify_threadsafe(self._loop, self.topic, self.partition)
+
+
+def _new_cluster_id() -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
