@@ -48,6 +48,9 @@ class BrokerState:
         self.config = config
         self.clock = clock
         self.node_id: int = config.node_id
+        # One node leads every partition forever: its leader epoch is 0. Batches are stamped
+        # with it and the epoch cache starts it at offset 0 (replication will bump it).
+        self.leader_epoch = 0
         self.advertised = advertised
         self.data_dir = Path(config.log_dirs[0])
         self.flush_policy: str = config.flush_policy

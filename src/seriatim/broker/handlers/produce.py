@@ -80,7 +80,7 @@ def _append(
         return ProducePartitionResult(partition, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1), None
     try:
         _validate(state, topic, plog, records, version)
-        info = plog.append_batch(records)
+        info = plog.append_batch(records, leader_epoch=state.leader_epoch)
     except KafkaError as exc:
         return ProducePartitionResult(partition, exc.code, -1, error_message=str(exc)), None
     except StorageError as exc:
