@@ -7,9 +7,18 @@ commit), and producer-id allocation. Everything here runs on the event-loop thre
 work sent to another thread is fsync (see commit.py), which storage makes safe against
 concurrent appends.
 
-High watermark. On one node the high watermark is the log end offset, except under
-``log.flush.policy=always`` where it is the flushed offset: a consumer never reads a record that
-a crash could still take back. Produce with acks=all waits for that flush; acks=0/1 schedule it.
+Durability, per partition from its topic's ``flush.policy`` (broker default
+``log.flush.policy``):
+
+* ``always``: appends go to the page cache; group commit fsyncs them (commit.py). Produce with
+  acks=all waits for that fsync; acks=0/1 only schedule it. The high watermark is the flushed
+  offset, so a consumer never reads a record that a crash could still take back.
+* ``interval``: flushed when ``flush.messages`` or ``flush.ms`` is reached (checked on append
+  and by a ticker); the high watermark is the log end offset, as in Kafka.
+* ``never``: the OS flushes; the high watermark is the log end offset.
+
+The storage engine opens logs in group-commit mode, so its own per-append fsync for ``always``
+is left to this class.
 """
 
 from __future__ import annotations
@@ -29,12 +38,19 @@ from seriatim.clock import Clock
 from seriatim.errors import ErrorCode, KafkaError
 
 if TYPE_CHECKING:
-    from seriatim.server.config import BrokerConfig  # type only: broker never imports server
+    from seriatim.config import BrokerConfig  # type only: broker never imports server
     from seriatim.storage import AppendInfo, LogManager, PartitionLog
 
 log = logging.getLogger(__name__)
 
 PRODUCER_ID_BLOCK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigDescription:
+    value: str | None
+    source: int  # Kafka's DescribeConfigs ConfigSource code
+    synonyms: tuple[tuple[str, str | None, int], ...]  # (name, value, source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +69,11 @@ class BrokerState:
         self.leader_epoch = 0
         self.advertised = advertised
         self.data_dir = Path(config.log_dirs[0])
-        self.flush_policy: str = config.flush_policy
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seriatim-fsync")
         self.committer = GroupCommitter(self._executor)
         self._waiters: dict[tuple[str, int], list[asyncio.Future[None]]] = {}
         self._flushers: dict[tuple[str, int], _NotifyingFlush] = {}
+        self._interval_dirty: dict[tuple[str, int], PartitionLog] = {}
         self.logs: LogManager | None = None
         self.cluster_id = ""
         self._next_producer_id = 0
@@ -70,7 +86,7 @@ class BrokerState:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.cluster_id = self._load_meta()
         defaults = LogConfig.from_kafka(self.config.topic_defaults())
-        self.logs = LogManager(self.data_dir, defaults, clock=self.clock)
+        self.logs = LogManager(self.data_dir, defaults, clock=self.clock, group_commit=True)
 
     async def close(self) -> None:
         await self.committer.drain()
@@ -138,6 +154,16 @@ class BrokerState:
         log.info("auto-created topic %s with %d partition(s)", name, self.config.num_partitions)
         return True
 
+    def alter_topic_config(
+        self, name: str, changes: Mapping[str, str | None], *, validate_only: bool = False
+    ) -> None:
+        """Merge ``changes`` (None = back to the default) into the topic's overrides."""
+        if validate_only:
+            merged = {**self.manager.topic_overrides(name), **changes}
+            self.manager.default_config.with_kafka({k: v for k, v in merged.items() if v is not None})
+            return
+        self.manager.alter_topic_config(name, changes)
+
     def delete_topic(self, name: str) -> None:
         self.manager.delete_topic(name)
         for key in [k for k in self._flushers if k[0] == name]:
@@ -145,41 +171,51 @@ class BrokerState:
         for key in [k for k in self._waiters if k[0] == name]:
             self.notify(*key)
 
-    def describe_topic_config(self, name: str) -> dict[str, tuple[str, int]]:
-        """Topic config name -> (value, kio ConfigSource value) for DescribeConfigs/CreateTopics.
+    def describe_topic_config(self, name: str) -> dict[str, ConfigDescription]:
+        """Every topic config of ``name``: value, Kafka ConfigSource code and synonyms.
 
-        Sources: 1 = DYNAMIC_TOPIC_CONFIG (a per-topic override), 4 = STATIC_BROKER_CONFIG
-        (from the broker's config file/flags), 5 = DEFAULT_CONFIG.
+        Sources (Kafka's codes): 1 DYNAMIC_TOPIC_CONFIG (the topic's own override),
+        4 STATIC_BROKER_CONFIG (the broker's file/env/flags), 5 DEFAULT_CONFIG. Synonyms list
+        the override first, then the broker keys behind the topic key, as Kafka orders them.
         """
         overrides = self.manager.topic_overrides(name)
-        broker_set = self.config.topic_defaults(explicit_only=True)
-        effective = self.manager.topic_config(name).to_kafka()
-        out: dict[str, tuple[str, int]] = {}
-        for key, value in effective.items():
+        effective = dict(self.config.topic_defaults(include_all=True))
+        effective.update(self.manager.topic_config(name).to_kafka())
+        effective.update(overrides)
+        out: dict[str, ConfigDescription] = {}
+        for key in sorted(effective):
+            synonyms: list[tuple[str, str | None, int]] = []
             if key in overrides:
-                source = 1
-            elif key in broker_set:
-                source = 4
-            else:
-                source = 5
-            out[key] = (value, source)
+                synonyms.append((key, overrides[key], 1))
+            for entry in self.config.broker_synonyms(key):
+                synonyms.append((entry.name, entry.value, entry.source.kafka_source))
+            source = synonyms[0][2] if synonyms else 5
+            out[key] = ConfigDescription(effective[key], source, tuple(synonyms))
         return out
 
     # --- produce / fetch support -------------------------------------------------------------
+    @staticmethod
+    def _always(plog: PartitionLog) -> bool:
+        return plog.config.flush_policy == "always"
+
     def high_watermark(self, plog: PartitionLog) -> int:
-        if self.flush_policy == "always":
+        if self._always(plog):
             return plog.flushed_offset
         return plog.end_offset
 
     def appended(self, topic: str, partition: int, plog: PartitionLog, info: AppendInfo) -> None:
         """After an append: schedule durability and wake fetches that can now see data."""
-        if self.flush_policy == "always":
+        if self._always(plog):
             self.committer.mark_dirty(self._flusher(topic, partition, plog))
-        else:
-            self.notify(topic, partition)
+            return
+        if plog.config.flush_policy == "interval":
+            self._interval_dirty[(topic, partition)] = plog
+            if plog.flush_due():
+                self.committer.mark_dirty(self._flusher(topic, partition, plog))
+        self.notify(topic, partition)
 
     async def wait_durable(self, topic: str, partition: int, plog: PartitionLog) -> None:
-        if self.flush_policy == "always":
+        if self._always(plog):
             await self.committer.sync(self._flusher(topic, partition, plog))
 
     def _flusher(self, topic: str, partition: int, plog: PartitionLog) -> _NotifyingFlush:
@@ -187,6 +223,19 @@ class BrokerState:
         if flusher is None or flusher.plog is not plog:
             flusher = self._flushers[(topic, partition)] = _NotifyingFlush(self, topic, partition, plog)
         return flusher
+
+    def flush_interval_logs(self) -> None:
+        """The 'interval' policy's clock: flush logs whose flush.ms has passed."""
+        for key, plog in list(self._interval_dirty.items()):
+            if plog.closed:
+                del self._interval_dirty[key]
+            elif plog.flush_due():
+                del self._interval_dirty[key]
+                self.committer.mark_dirty(self._flusher(key[0], key[1], plog))
+        self.committer.flush_dirty_soon()
+
+    def apply_retention(self) -> int:
+        return self.manager.apply_retention(self.clock.wall_ms())
 
     def schedule_flush(self) -> None:
         self.committer.flush_dirty_soon()

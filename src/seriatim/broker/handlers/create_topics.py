@@ -78,6 +78,7 @@ def _result_configs(state: Any, topic_cls: Any, name: str, code: ErrorCode, vali
     config_cls = nested(topic_cls, "configs")
     described = state.describe_topic_config(name)
     return tuple(
-        make(config_cls, name=k, value=v, read_only=False, config_source=src, is_sensitive=False)
-        for k, (v, src) in sorted(described.items())
+        make(config_cls, name=k, value=d.value, read_only=False, config_source=d.source,
+             is_sensitive=False)
+        for k, d in described.items()
     )

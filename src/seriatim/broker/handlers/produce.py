@@ -79,7 +79,7 @@ def _append(
     if plog is None:
         return ProducePartitionResult(partition, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1), None
     try:
-        _validate(state, topic, plog, records, version)
+        records = _validate(state, topic, plog, records, version)
         info = plog.append_batch(records, leader_epoch=state.leader_epoch)
     except KafkaError as exc:
         return ProducePartitionResult(partition, exc.code, -1, error_message=str(exc)), None
@@ -99,7 +99,7 @@ def _append(
     )
 
 
-def _validate(state: BrokerState, topic: str, plog: Any, records: bytes | None, version: int) -> None:
+def _validate(state: BrokerState, topic: str, plog: Any, records: bytes | None, version: int) -> bytes:
     """Kafka's ProduceRequest.validateRecords + LogValidator checks that need the request."""
     if not records:
         raise KafkaError("produce request carries no record batch", ErrorCode.INVALID_RECORD)
@@ -130,3 +130,4 @@ def _validate(state: BrokerState, topic: str, plog: Any, records: bytes | None, 
             expected += 1
         if expected != header.record_count:
             raise KafkaError("record count does not match the batch header", ErrorCode.INVALID_RECORD)
+    return records

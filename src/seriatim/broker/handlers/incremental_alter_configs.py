@@ -1,0 +1,69 @@
+"""IncrementalAlterConfigs (key 44), v0-v1.
+
+Topic resources (type 2): per config an operation SET (0), DELETE (1, back to the default),
+APPEND (2) or SUBTRACT (3) (list configs such as ``cleanup.policy``). The new overrides are
+validated as a whole before anything changes; ``validate_only`` stops there. Every partition
+of the topic picks the change up at once, and it survives restarts (topics.json).
+Broker resources (type 4): refused with INVALID_REQUEST, since seriatim has no dynamic broker
+configs yet; set them in the broker's config file or flags. v1 is flexible.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from seriatim.broker.context import RequestContext
+from seriatim.broker.handlers import REGISTRY
+from seriatim.errors import ErrorCode, KafkaError
+from seriatim.protocol import kio_error, make, nested, response_class
+
+TOPIC, BROKER = 2, 4
+SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
+
+
+@REGISTRY.handles(44, 0, 1)
+async def handle(ctx: RequestContext, request: Any) -> Any:
+    resp_cls = response_class(44, ctx.header.api_version)
+    result_cls = nested(resp_cls, "responses")
+    results = []
+    for res in request.resources:
+        code, message = ErrorCode.NONE, None
+        try:
+            _alter(ctx, res, request.validate_only)
+        except KafkaError as exc:
+            code, message = exc.code, str(exc)
+        results.append(make(result_cls, error_code=kio_error(code), error_message=message,
+                            resource_type=res.resource_type, resource_name=res.resource_name))
+    return make(resp_cls, responses=tuple(results))
+
+
+def _alter(ctx: RequestContext, res: Any, validate_only: bool) -> None:
+    state = ctx.state
+    if res.resource_type == BROKER:
+        raise KafkaError(
+            "seriatim does not change broker configs at run time; set them in the config file, "
+            "SERIATIM_* variables or -c flags and restart.", ErrorCode.INVALID_REQUEST)
+    if res.resource_type != TOPIC:
+        raise KafkaError(f"Unsupported resource type {res.resource_type}.", ErrorCode.INVALID_REQUEST)
+    name = res.resource_name
+    if name not in state.topics():
+        raise KafkaError(f"Topic '{name}' does not exist.", ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    current = state.describe_topic_config(name)
+    changes: dict[str, str | None] = {}
+    for c in res.configs:
+        if c.config_operation == SET:
+            changes[c.name] = c.value
+        elif c.config_operation == DELETE:
+            changes[c.name] = None
+        elif c.config_operation in (APPEND, SUBTRACT):
+            desc = current.get(c.name)
+            items = [v for v in (desc.value or "").split(",") if v] if desc else []
+            added = [v for v in (c.value or "").split(",") if v]
+            if c.config_operation == APPEND:
+                items += [v for v in added if v not in items]
+            else:
+                items = [v for v in items if v not in added]
+            changes[c.name] = ",".join(items)
+        else:
+            raise KafkaError(f"Unknown config operation {c.config_operation}.", ErrorCode.INVALID_REQUEST)
+    state.alter_topic_config(name, changes, validate_only=validate_only)
