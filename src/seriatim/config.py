@@ -31,9 +31,9 @@ with ``acks=all`` is acknowledged only after its data is fsynced, and consumers 
 once they are fsynced (the high watermark is the flushed offset); ``acks=1`` is acknowledged once
 the batch is in the log, and the same flush follows at once. The broker implements it as group
 commit (one fsync covers every produce request pending at that moment), so ``always`` costs
-latency, not a fsync per request. ``interval`` flushes by ``log.flush.interval.messages``/``.ms`` as Kafka does
-(acknowledging before fsync); ``never`` leaves flushing to the OS. The interval keys are used only
-with ``interval``.
+latency, not a fsync per request. ``interval`` flushes by ``log.flush.interval.messages`` /
+``.ms`` as Kafka does (acknowledging before fsync); ``never`` leaves flushing to the OS. The
+interval keys are used only with ``interval``.
 
 Ports: ``listeners`` may use port 0; :meth:`BrokerConfig.with_bound_ports` replaces it (and the
 advertised port 0 of the same listener) with the port the server actually bound.

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from seriatim.errors import InvalidConfigError
 from seriatim.config import (
     LONG_MAX,
     BrokerConfig,
@@ -16,6 +15,7 @@ from seriatim.config import (
     env_key,
     parse_properties,
 )
+from seriatim.errors import InvalidConfigError
 
 
 def load(tmp_path: Path | None = None, file_text: str | None = None, **kw: object) -> BrokerConfig:

@@ -9,7 +9,16 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "seriatim"
 
 # layer -> seriatim subpackages/modules it must NOT import
 FORBIDDEN: dict[str, set[str]] = {
-    "records": {"storage", "protocol", "broker", "server", "cli", "testing", "coordinator", "state"},
+    "records": {
+        "storage",
+        "protocol",
+        "broker",
+        "server",
+        "cli",
+        "testing",
+        "coordinator",
+        "state",
+    },
     "storage": {"protocol", "broker", "server", "cli", "testing", "coordinator", "state"},
     "protocol": {"storage", "broker", "server", "cli", "testing", "coordinator", "state"},
     "coordinator": {"storage", "broker", "server", "cli", "testing", "state"},

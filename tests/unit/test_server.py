@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
+from seriatim.config import BrokerConfig
 from seriatim.protocol.errors import MalformedRequestError
 from seriatim.server.app import BrokerApp
-from seriatim.config import BrokerConfig
 from seriatim.server.connection import MAX_QUEUED_REQUESTS, ConnectionInfo
 from seriatim.server.threaded import BackgroundServer
 

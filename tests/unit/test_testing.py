@@ -134,7 +134,11 @@ def test_the_real_broker_answers_api_versions() -> None:
     with seriatim.testing.broker() as b:
         admin = AdminClient({"bootstrap.servers": b.bootstrap})
         metadata = admin.list_topics(timeout=10)
-        assert metadata.orig_broker_id == b.config.node_id
+        node = b.config.node_id
+        assert f"{metadata.brokers[node].host}:{metadata.brokers[node].port}" == b.bootstrap
+        cluster_id = metadata.cluster_id
         b.restart()
         admin = AdminClient({"bootstrap.servers": b.bootstrap})
-        assert admin.list_topics(timeout=10).brokers
+        again = admin.list_topics(timeout=10)
+        assert list(again.brokers) == [node]
+        assert again.cluster_id == cluster_id  # meta.properties survives the restart

@@ -141,8 +141,12 @@ class BrokerState:
         if name in self.manager.topics():
             raise KafkaError(f"Topic '{name}' already exists.", ErrorCode.TOPIC_ALREADY_EXISTS)
         if partitions <= 0:
-            raise KafkaError("Number of partitions must be larger than 0.", ErrorCode.INVALID_PARTITIONS)
-        self.manager.create_topic(name, partitions, dict(configs or {}), validate_only=validate_only)
+            raise KafkaError(
+                "Number of partitions must be larger than 0.", ErrorCode.INVALID_PARTITIONS
+            )
+        self.manager.create_topic(
+            name, partitions, dict(configs or {}), validate_only=validate_only
+        )
 
     def auto_create(self, name: str) -> bool:
         """Create ``name`` with num.partitions if auto creation is on; True if it exists now."""
@@ -160,7 +164,9 @@ class BrokerState:
         """Merge ``changes`` (None = back to the default) into the topic's overrides."""
         if validate_only:
             merged = {**self.manager.topic_overrides(name), **changes}
-            self.manager.default_config.with_kafka({k: v for k, v in merged.items() if v is not None})
+            self.manager.default_config.with_kafka(
+                {k: v for k, v in merged.items() if v is not None}
+            )
             return
         self.manager.alter_topic_config(name, changes)
 
@@ -221,7 +227,9 @@ class BrokerState:
     def _flusher(self, topic: str, partition: int, plog: PartitionLog) -> _NotifyingFlush:
         flusher = self._flushers.get((topic, partition))
         if flusher is None or flusher.plog is not plog:
-            flusher = self._flushers[(topic, partition)] = _NotifyingFlush(self, topic, partition, plog)
+            flusher = self._flushers[(topic, partition)] = _NotifyingFlush(
+                self, topic, partition, plog
+            )
         return flusher
 
     def flush_interval_logs(self) -> None:
@@ -250,7 +258,9 @@ class BrokerState:
             if not fut.done():
                 fut.set_result(None)
 
-    def notify_threadsafe(self, loop: asyncio.AbstractEventLoop, topic: str, partition: int) -> None:
+    def notify_threadsafe(
+        self, loop: asyncio.AbstractEventLoop, topic: str, partition: int
+    ) -> None:
         loop.call_soon_threadsafe(self.notify, topic, partition)
 
     # --- producer ids -------------------------------------------------------------------------

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from seriatim.server.app import AppFactory, BrokerApp, Server
     from seriatim.config import BrokerConfig
+    from seriatim.server.app import AppFactory, BrokerApp, Server
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,8 +72,8 @@ def serve(
         format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from seriatim.errors import InvalidConfigError  # noqa: PLC0415
-    from seriatim.config import BrokerConfig  # noqa: PLC0415
+    from seriatim.config import BrokerConfig
+    from seriatim.errors import InvalidConfigError
 
     try:
         config = BrokerConfig.load(config_file=config_file, flags=flags)
@@ -86,7 +86,7 @@ def serve(
     # ImportError), making a dev install start as fast as a production one.
     sys.modules.setdefault("hypothesis", None)  # type: ignore[arg-type]
 
-    from seriatim.server.app import run  # noqa: PLC0415  (asyncio and the protocol layer)
+    from seriatim.server.app import run
 
     try:
         run(config, _app_factory(app_spec), on_ready=_print_banner)
@@ -95,8 +95,8 @@ def serve(
 
 
 def _app_factory(spec: str | None) -> AppFactory:
-    from seriatim.clock import SYSTEM_CLOCK  # noqa: PLC0415
-    from seriatim.server.app import broker_app_factory  # noqa: PLC0415
+    from seriatim.clock import SYSTEM_CLOCK
+    from seriatim.server.app import broker_app_factory
 
     if spec is None:
         return broker_app_factory(SYSTEM_CLOCK)
@@ -116,7 +116,7 @@ def _listeners(config: BrokerConfig) -> str:
 
 
 def _print_banner(server: Server) -> None:
-    from seriatim import __version__  # noqa: PLC0415
+    from seriatim import __version__
 
     config = server.config
     bootstrap = server.bootstrap

@@ -14,8 +14,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from seriatim.server.app import AppFactory, BrokerApp, Server, run
     from seriatim.config import BrokerConfig, ConfigEntry, ConfigSource, Listener
+    from seriatim.server.app import AppFactory, BrokerApp, Server, run
     from seriatim.server.connection import ConnectionInfo, RequestHandler
     from seriatim.server.threaded import BackgroundServer
 

@@ -39,8 +39,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from seriatim.clock import Clock
-from seriatim.protocol.framing import MIN_FRAME_BYTES, FrameDecoder
 from seriatim.config import BrokerConfig
+from seriatim.protocol.framing import MIN_FRAME_BYTES, FrameDecoder
 from seriatim.server.connection import Connection, RequestHandler
 
 log = logging.getLogger("seriatim.server")
@@ -285,7 +285,7 @@ def loop_factory(use_uvloop: bool | None = None) -> Callable[[], asyncio.Abstrac
         )
     if use_uvloop:
         try:
-            import uvloop  # noqa: PLC0415  (lazy: ~10 ms, and optional)
+            import uvloop
         except ImportError:
             pass
         else:

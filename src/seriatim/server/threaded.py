@@ -20,6 +20,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from seriatim.config import BrokerConfig
 from seriatim.server.app import (
     SHUTDOWN_TIMEOUT_S_DEFAULT,
     AppFactory,
@@ -27,7 +28,6 @@ from seriatim.server.app import (
     Server,
     loop_factory,
 )
-from seriatim.config import BrokerConfig
 
 T = TypeVar("T")
 

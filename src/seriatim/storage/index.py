@@ -184,7 +184,7 @@ def _read_file(path: str) -> bytes:
         raise IndexCorrupt(f"{path}: missing") from None
 
 
-def _persist(path: str, ops: FileOps, sync: bool, rewrite: bool, written: int, count: int,  # noqa: PLR0917
+def _persist(path: str, ops: FileOps, sync: bool, rewrite: bool, written: int, count: int,
              encode: Callable[[int, int], bytes]) -> None:
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if rewrite else os.O_APPEND)
     start = 0 if rewrite else written

@@ -47,7 +47,7 @@ def seriatim_broker(
     seriatim_app_factory: AppFactory | None,
 ) -> Iterator[InProcessBroker]:
     """A running broker on 127.0.0.1 (ephemeral port); ``.bootstrap`` for clients."""
-    from seriatim.testing.runner import InProcessBroker  # noqa: PLC0415  (lazy, see above)
+    from seriatim.testing.runner import InProcessBroker
 
     with InProcessBroker(
         tmp_path / "seriatim-data",

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from seriatim.clock import SYSTEM_CLOCK, Clock
-from seriatim.server.app import AppFactory, BrokerApp, broker_app_factory
 from seriatim.config import BrokerConfig, _to_str
+from seriatim.server.app import AppFactory, BrokerApp, broker_app_factory
 from seriatim.server.threaded import BackgroundServer
 
 T = TypeVar("T")

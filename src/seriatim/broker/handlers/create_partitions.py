@@ -26,7 +26,9 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         try:
             current = state.topics().get(t.name)
             if current is None:
-                raise KafkaError(f"Topic '{t.name}' does not exist.", ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                raise KafkaError(
+                    f"Topic '{t.name}' does not exist.", ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                )
             if t.count <= current:
                 raise KafkaError(
                     f"Topic '{t.name}' has {current} partitions; the new count must be larger, "
@@ -36,12 +38,15 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             for a in t.assignments or ():
                 if tuple(a.broker_ids) != (state.node_id,):
                     raise KafkaError(
-                        f"Assignment {list(a.broker_ids)} names brokers other than {state.node_id}.",
+                        f"Assignment {list(a.broker_ids)} names brokers "
+                        f"other than {state.node_id}.",
                         ErrorCode.INVALID_REPLICA_ASSIGNMENT,
                     )
             if not request.validate_only:
                 state.manager.add_partitions(t.name, t.count)
         except KafkaError as exc:
             code, message = exc.code, str(exc)
-        results.append(make(result_cls, name=t.name, error_code=kio_error(code), error_message=message))
+        results.append(
+            make(result_cls, name=t.name, error_code=kio_error(code), error_message=message)
+        )
     return make(resp_cls, results=tuple(results))

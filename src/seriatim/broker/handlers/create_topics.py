@@ -37,11 +37,17 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             state.create_topic(t.name, partitions, configs, validate_only=request.validate_only)
         except KafkaError as exc:
             code, message = exc.code, str(exc)
-        fields: dict[str, Any] = {"name": t.name, "error_code": kio_error(code), "error_message": message}
+        fields: dict[str, Any] = {
+            "name": t.name,
+            "error_code": kio_error(code),
+            "error_message": message,
+        }
         if version >= 5:
-            fields.update(num_partitions=partitions if code == ErrorCode.NONE else -1,
-                          replication_factor=1 if code == ErrorCode.NONE else -1,
-                          configs=_result_configs(state, topic_cls, t.name, code, request.validate_only))
+            fields.update(
+                num_partitions=partitions if code == ErrorCode.NONE else -1,
+                replication_factor=1 if code == ErrorCode.NONE else -1,
+                configs=_result_configs(state, topic_cls, t.name, code, request.validate_only),
+            )
         topics.append(make(topic_cls, **fields))
     return make(resp_cls, topics=tuple(topics))
 
@@ -56,11 +62,16 @@ def _partition_count(state: Any, t: Any) -> int:
         for a in t.assignments:
             if tuple(a.broker_ids) != (state.node_id,):
                 raise KafkaError(
-                    f"Replica assignment {list(a.broker_ids)} names brokers other than {state.node_id}.",
+                    f"Replica assignment {list(a.broker_ids)} names brokers "
+                    f"other than {state.node_id}.",
                     ErrorCode.INVALID_REPLICA_ASSIGNMENT,
                 )
         return len(t.assignments)
-    rf = t.replication_factor if t.replication_factor != -1 else state.config.default_replication_factor
+    rf = (
+        t.replication_factor
+        if t.replication_factor != -1
+        else state.config.default_replication_factor
+    )
     if rf != 1:
         raise KafkaError(
             f"Replication factor: {rf} larger than available brokers: 1.",
@@ -68,17 +79,27 @@ def _partition_count(state: Any, t: Any) -> int:
         )
     partitions = t.num_partitions if t.num_partitions != -1 else state.config.num_partitions
     if partitions <= 0:
-        raise KafkaError("Number of partitions must be larger than 0.", ErrorCode.INVALID_PARTITIONS)
+        raise KafkaError(
+            "Number of partitions must be larger than 0.", ErrorCode.INVALID_PARTITIONS
+        )
     return int(partitions)
 
 
-def _result_configs(state: Any, topic_cls: Any, name: str, code: ErrorCode, validate_only: bool) -> tuple[Any, ...]:
+def _result_configs(
+    state: Any, topic_cls: Any, name: str, code: ErrorCode, validate_only: bool
+) -> tuple[Any, ...]:
     if code != ErrorCode.NONE or validate_only or name not in state.topics():
         return ()
     config_cls = nested(topic_cls, "configs")
     described = state.describe_topic_config(name)
     return tuple(
-        make(config_cls, name=k, value=d.value, read_only=False, config_source=d.source,
-             is_sensitive=False)
+        make(
+            config_cls,
+            name=k,
+            value=d.value,
+            read_only=False,
+            config_source=d.source,
+            is_sensitive=False,
+        )
         for k, d in described.items()
     )

@@ -27,8 +27,14 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         parts = []
         for p in t.partitions:
             code, low = _delete(state, t.name, p.partition_index, p.offset)
-            parts.append(make(part_cls, partition_index=p.partition_index, low_watermark=low,
-                              error_code=kio_error(code)))
+            parts.append(
+                make(
+                    part_cls,
+                    partition_index=p.partition_index,
+                    low_watermark=low,
+                    error_code=kio_error(code),
+                )
+            )
         topics.append(make(topic_cls, name=t.name, partitions=tuple(parts)))
     return make(resp_cls, topics=tuple(topics))
 

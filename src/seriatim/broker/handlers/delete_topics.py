@@ -22,14 +22,14 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     resp_cls = response_class(20, version)
     result_cls = nested(resp_cls, "responses")
     names: list[str | None]
-    if version >= 6:
-        names = [t.name for t in request.topics]
-    else:
-        names = list(request.topic_names)
+    names = [t.name for t in request.topics] if version >= 6 else list(request.topic_names)
     results = []
     for name in names:
         if name is None:
-            code, message = ErrorCode.UNKNOWN_TOPIC_ID, "Topic ids are not supported; name the topic."
+            code, message = (
+                ErrorCode.UNKNOWN_TOPIC_ID,
+                "Topic ids are not supported; name the topic.",
+            )
         elif not state.config.delete_topic_enable:
             code, message = ErrorCode.TOPIC_DELETION_DISABLED, "Topic deletion is disabled."
         elif name not in state.topics():
@@ -37,5 +37,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         else:
             state.delete_topic(name)
             code, message = ErrorCode.NONE, None
-        results.append(make(result_cls, name=name, error_code=kio_error(code), error_message=message))
+        results.append(
+            make(result_cls, name=name, error_code=kio_error(code), error_message=message)
+        )
     return make(resp_cls, responses=tuple(results))

@@ -20,13 +20,26 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     resp_cls = response_class(60, ctx.header.api_version)
     broker_cls = nested(resp_cls, "brokers")
     if getattr(request, "endpoint_type", 1) != 1:
-        return make(resp_cls, error_code=kio_error(ErrorCode.MISMATCHED_ENDPOINT_TYPE),
-                    error_message="seriatim serves broker endpoints only", cluster_id=state.cluster_id,
-                    controller_id=-1)
-    broker = make(broker_cls, broker_id=state.node_id, host=state.advertised.host,
-                  port=state.advertised.port, rack=None)
-    fields: dict[str, Any] = {"cluster_id": state.cluster_id, "controller_id": state.node_id,
-                              "brokers": (broker,), "cluster_authorized_operations": -2147483648}
+        return make(
+            resp_cls,
+            error_code=kio_error(ErrorCode.MISMATCHED_ENDPOINT_TYPE),
+            error_message="seriatim serves broker endpoints only",
+            cluster_id=state.cluster_id,
+            controller_id=-1,
+        )
+    broker = make(
+        broker_cls,
+        broker_id=state.node_id,
+        host=state.advertised.host,
+        port=state.advertised.port,
+        rack=None,
+    )
+    fields: dict[str, Any] = {
+        "cluster_id": state.cluster_id,
+        "controller_id": state.node_id,
+        "brokers": (broker,),
+        "cluster_authorized_operations": -2147483648,
+    }
     if ctx.header.api_version >= 1:
         fields["endpoint_type"] = 1
     return make(resp_cls, **fields)

@@ -22,13 +22,27 @@ TOPIC, BROKER = 2, 4
 # Kafka's ConfigType codes for DescribeConfigs v3+.
 BOOLEAN, STRING, INT, LONG, DOUBLE, LIST = 1, 2, 3, 5, 6, 7
 _TYPES = {
-    "cleanup.policy": LIST, "compression.type": STRING, "delete.retention.ms": LONG,
-    "file.delete.delay.ms": LONG, "flush.messages": LONG, "flush.ms": LONG, "flush.policy": STRING,
-    "index.interval.bytes": INT, "max.compaction.lag.ms": LONG, "max.message.bytes": INT,
-    "message.timestamp.type": STRING, "min.cleanable.dirty.ratio": DOUBLE,
-    "min.compaction.lag.ms": LONG, "min.insync.replicas": INT, "preallocate": BOOLEAN,
-    "retention.bytes": LONG, "retention.ms": LONG, "segment.bytes": INT,
-    "segment.index.bytes": INT, "segment.jitter.ms": LONG, "segment.ms": LONG,
+    "cleanup.policy": LIST,
+    "compression.type": STRING,
+    "delete.retention.ms": LONG,
+    "file.delete.delay.ms": LONG,
+    "flush.messages": LONG,
+    "flush.ms": LONG,
+    "flush.policy": STRING,
+    "index.interval.bytes": INT,
+    "max.compaction.lag.ms": LONG,
+    "max.message.bytes": INT,
+    "message.timestamp.type": STRING,
+    "min.cleanable.dirty.ratio": DOUBLE,
+    "min.compaction.lag.ms": LONG,
+    "min.insync.replicas": INT,
+    "preallocate": BOOLEAN,
+    "retention.bytes": LONG,
+    "retention.ms": LONG,
+    "segment.bytes": INT,
+    "segment.index.bytes": INT,
+    "segment.jitter.ms": LONG,
+    "segment.ms": LONG,
     "unclean.leader.election.enable": BOOLEAN,
 }
 
@@ -49,20 +63,32 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             if wanted is not None and name not in wanted:
                 continue
             fields: dict[str, Any] = {
-                "name": name, "value": None if sensitive else value, "read_only": read_only,
-                "config_source": source, "is_sensitive": sensitive,
+                "name": name,
+                "value": None if sensitive else value,
+                "read_only": read_only,
+                "config_source": source,
+                "is_sensitive": sensitive,
                 "synonyms": tuple(
                     make(synonym_cls, name=n, value=None if sensitive else v, source=src)
                     for n, v, src in synonyms
-                ) if request.include_synonyms else (),
+                )
+                if request.include_synonyms
+                else (),
             }
             if version >= 3:
                 fields["config_type"] = _TYPES.get(name, STRING)
                 fields["documentation"] = None
             configs.append(make(entry_cls, **fields))
-        results.append(make(result_cls, error_code=kio_error(code), error_message=message,
-                            resource_type=res.resource_type, resource_name=res.resource_name,
-                            configs=tuple(configs)))
+        results.append(
+            make(
+                result_cls,
+                error_code=kio_error(code),
+                error_message=message,
+                resource_type=res.resource_type,
+                resource_name=res.resource_name,
+                configs=tuple(configs),
+            )
+        )
     return make(resp_cls, results=tuple(results))
 
 
@@ -73,25 +99,42 @@ def _describe(ctx: RequestContext, res: Any) -> tuple[ErrorCode, str | None, lis
     state = ctx.state
     if res.resource_type == TOPIC:
         if res.resource_name not in state.topics():
-            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{res.resource_name}' does not exist.", []
+            return (
+                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                f"Topic '{res.resource_name}' does not exist.",
+                [],
+            )
         described = state.describe_topic_config(res.resource_name)
-        return ErrorCode.NONE, None, [
-            (name, d.value, d.source, False, False, d.synonyms) for name, d in described.items()
-        ]
+        return (
+            ErrorCode.NONE,
+            None,
+            [(name, d.value, d.source, False, False, d.synonyms) for name, d in described.items()],
+        )
     if res.resource_type == BROKER:
         if res.resource_name == "":
             return ErrorCode.NONE, None, []
         if res.resource_name != str(state.node_id):
-            return (ErrorCode.INVALID_REQUEST,
-                    f"Unexpected broker id, expected {state.node_id} or empty string, "
-                    f"but received {res.resource_name}", [])
+            return (
+                ErrorCode.INVALID_REQUEST,
+                f"Unexpected broker id, expected {state.node_id} or empty string, "
+                f"but received {res.resource_name}",
+                [],
+            )
         entries: list[Entry] = []
         for entry in state.config.entries():
             if not entry.known or entry.value is None:
                 continue
             sensitive = "password" in entry.name
             source = entry.source.kafka_source
-            entries.append((entry.name, entry.value, source, True, sensitive,
-                            ((entry.name, entry.value, source),)))
+            entries.append(
+                (
+                    entry.name,
+                    entry.value,
+                    source,
+                    True,
+                    sensitive,
+                    ((entry.name, entry.value, source),),
+                )
+            )
         return ErrorCode.NONE, None, sorted(entries)
     return ErrorCode.INVALID_REQUEST, f"Unsupported resource type {res.resource_type}.", []

@@ -25,18 +25,33 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     if request.topics is None:
         wanted = {name: list(range(count)) for name, count in existing.items()}
     else:
-        wanted = {t.topic: [p for p in t.partitions if p < existing.get(t.topic, 0)] for t in request.topics}
+        wanted = {
+            t.topic: [p for p in t.partitions if p < existing.get(t.topic, 0)]
+            for t in request.topics
+        }
     topics = []
     for name in sorted(wanted):
         parts = []
         for p in wanted[name]:
             plog = state.partition(name, p)
             if plog is not None:
-                parts.append(make(part_cls, partition_index=p, partition_size=plog.size_bytes,
-                                  offset_lag=0, is_future_key=False))
+                parts.append(
+                    make(
+                        part_cls,
+                        partition_index=p,
+                        partition_size=plog.size_bytes,
+                        offset_lag=0,
+                        is_future_key=False,
+                    )
+                )
         if parts:
             topics.append(make(topic_cls, name=name, partitions=tuple(parts)))
     usage = shutil.disk_usage(state.data_dir)
-    result = make(result_cls, log_dir=str(state.data_dir.resolve()), topics=tuple(topics),
-                  total_bytes=usage.total, usable_bytes=usage.free)
+    result = make(
+        result_cls,
+        log_dir=str(state.data_dir.resolve()),
+        topics=tuple(topics),
+        total_bytes=usage.total,
+        usable_bytes=usage.free,
+    )
     return make(resp_cls, results=(result,))

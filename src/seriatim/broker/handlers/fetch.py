@@ -38,9 +38,7 @@ async def handle(ctx: RequestContext, request: Any) -> list[bytes | memoryview]:
         remaining = deadline - loop.time()
         if total >= request.min_bytes or errors or remaining <= 0:
             break
-        waiters = [
-            state.waiter(t.topic, p.partition) for t in request.topics for p in t.partitions
-        ]
+        waiters = [state.waiter(t.topic, p.partition) for t in request.topics for p in t.partitions]
         if not waiters:
             break
         try:
@@ -58,7 +56,9 @@ async def handle(ctx: RequestContext, request: Any) -> list[bytes | memoryview]:
     )
 
 
-def _read(state: BrokerState, request: Any) -> tuple[list[tuple[str, list[FetchPartitionData]]], int, bool]:
+def _read(
+    state: BrokerState, request: Any
+) -> tuple[list[tuple[str, list[FetchPartitionData]]], int, bool]:
     budget = min(request.max_bytes, FETCH_MAX_BYTES_DEFAULT) if request.max_bytes > 0 else 0
     first_with_data = True
     total = 0
@@ -68,7 +68,9 @@ def _read(state: BrokerState, request: Any) -> tuple[list[tuple[str, list[FetchP
     for topic in request.topics:
         parts = []
         for p in topic.partitions:
-            data = _read_partition(state, topic.topic, p, budget - total, first_with_data, read_committed)
+            data = _read_partition(
+                state, topic.topic, p, budget - total, first_with_data, read_committed
+            )
             if data.error_code != ErrorCode.NONE:
                 errors = True
             size = sum(len(b) for b in data.records or ())

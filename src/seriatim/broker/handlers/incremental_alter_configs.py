@@ -32,8 +32,15 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             _alter(ctx, res, request.validate_only)
         except KafkaError as exc:
             code, message = exc.code, str(exc)
-        results.append(make(result_cls, error_code=kio_error(code), error_message=message,
-                            resource_type=res.resource_type, resource_name=res.resource_name))
+        results.append(
+            make(
+                result_cls,
+                error_code=kio_error(code),
+                error_message=message,
+                resource_type=res.resource_type,
+                resource_name=res.resource_name,
+            )
+        )
     return make(resp_cls, responses=tuple(results))
 
 
@@ -42,9 +49,13 @@ def _alter(ctx: RequestContext, res: Any, validate_only: bool) -> None:
     if res.resource_type == BROKER:
         raise KafkaError(
             "seriatim does not change broker configs at run time; set them in the config file, "
-            "SERIATIM_* variables or -c flags and restart.", ErrorCode.INVALID_REQUEST)
+            "SERIATIM_* variables or -c flags and restart.",
+            ErrorCode.INVALID_REQUEST,
+        )
     if res.resource_type != TOPIC:
-        raise KafkaError(f"Unsupported resource type {res.resource_type}.", ErrorCode.INVALID_REQUEST)
+        raise KafkaError(
+            f"Unsupported resource type {res.resource_type}.", ErrorCode.INVALID_REQUEST
+        )
     name = res.resource_name
     if name not in state.topics():
         raise KafkaError(f"Topic '{name}' does not exist.", ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
@@ -65,5 +76,7 @@ def _alter(ctx: RequestContext, res: Any, validate_only: bool) -> None:
                 items = [v for v in items if v not in added]
             changes[c.name] = ",".join(items)
         else:
-            raise KafkaError(f"Unknown config operation {c.config_operation}.", ErrorCode.INVALID_REQUEST)
+            raise KafkaError(
+                f"Unknown config operation {c.config_operation}.", ErrorCode.INVALID_REQUEST
+            )
     state.alter_topic_config(name, changes, validate_only=validate_only)

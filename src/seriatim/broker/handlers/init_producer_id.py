@@ -25,5 +25,10 @@ from seriatim.protocol import kio_error, make, response_class
 async def handle(ctx: RequestContext, request: Any) -> Any:
     resp_cls = response_class(22, ctx.header.api_version)
     if request.transactional_id is not None:
-        return make(resp_cls, error_code=kio_error(ErrorCode.INVALID_REQUEST), producer_id=-1, producer_epoch=-1)
+        return make(
+            resp_cls,
+            error_code=kio_error(ErrorCode.INVALID_REQUEST),
+            producer_id=-1,
+            producer_epoch=-1,
+        )
     return make(resp_cls, producer_id=ctx.state.next_producer_id(), producer_epoch=0)

@@ -41,10 +41,16 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     topics = []
     for name in wanted:
         if not LEGAL_TOPIC.match(name) or name in (".", ".."):
-            topics.append(make(topic_cls, name=name, error_code=kio_error(ErrorCode.INVALID_TOPIC_EXCEPTION)))
+            topics.append(
+                make(topic_cls, name=name, error_code=kio_error(ErrorCode.INVALID_TOPIC_EXCEPTION))
+            )
             continue
         if name not in existing and not (auto and state.auto_create(name)):
-            topics.append(make(topic_cls, name=name, error_code=kio_error(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)))
+            topics.append(
+                make(
+                    topic_cls, name=name, error_code=kio_error(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                )
+            )
             continue
         count = state.topics()[name]
         parts = tuple(
@@ -59,9 +65,13 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             )
             for p in range(count)
         )
-        topics.append(make(topic_cls, name=name, partitions=parts, is_internal=name.startswith("__")))
+        topics.append(
+            make(topic_cls, name=name, partitions=parts, is_internal=name.startswith("__"))
+        )
 
-    broker = make(broker_cls, node_id=state.node_id, host=state.advertised.host, port=state.advertised.port)
+    broker = make(
+        broker_cls, node_id=state.node_id, host=state.advertised.host, port=state.advertised.port
+    )
     return make(
         resp_cls,
         brokers=(broker,),

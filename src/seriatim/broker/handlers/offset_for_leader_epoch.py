@@ -28,8 +28,15 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         parts = []
         for p in t.partitions:
             code, epoch, end = _lookup(state, t.topic, p)
-            parts.append(make(part_cls, partition=p.partition, error_code=kio_error(code),
-                              leader_epoch=epoch, end_offset=end))
+            parts.append(
+                make(
+                    part_cls,
+                    partition=p.partition,
+                    error_code=kio_error(code),
+                    leader_epoch=epoch,
+                    end_offset=end,
+                )
+            )
         topics.append(make(topic_cls, topic=t.topic, partitions=tuple(parts)))
     return make(resp_cls, topics=tuple(topics))
 

@@ -44,7 +44,9 @@ async def handle(ctx: RequestContext, request: Any) -> list[bytes] | None:
             if acks not in (-1, 0, 1):
                 res = ProducePartitionResult(pdata.index, ErrorCode.INVALID_REQUIRED_ACKS, -1)
             elif request.transactional_id is not None:
-                res = ProducePartitionResult(pdata.index, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1)
+                res = ProducePartitionResult(
+                    pdata.index, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1
+                )
             else:
                 res, plog = _append(state, name, pdata.index, pdata.records, version)
                 if plog is not None and acks == -1:
@@ -55,7 +57,9 @@ async def handle(ctx: RequestContext, request: Any) -> list[bytes] | None:
     if acks == 0:
         state.schedule_flush()
         if any(r.error_code for _, rs in results for r in rs):
-            raise ProtocolError("produce with acks=0 failed; closing the connection to tell the client")
+            raise ProtocolError(
+                "produce with acks=0 failed; closing the connection to tell the client"
+            )
         return None
     if durable:
         outcomes = await asyncio.gather(
@@ -85,7 +89,9 @@ def _append(
         return ProducePartitionResult(partition, exc.code, -1, error_message=str(exc)), None
     except StorageError as exc:
         log.error("append to %s-%d failed: %s", topic, partition, exc)
-        return ProducePartitionResult(partition, ErrorCode.KAFKA_STORAGE_ERROR, -1, error_message=str(exc)), None
+        return ProducePartitionResult(
+            partition, ErrorCode.KAFKA_STORAGE_ERROR, -1, error_message=str(exc)
+        ), None
     state.appended(topic, partition, plog, info)
     return (
         ProducePartitionResult(
@@ -99,14 +105,18 @@ def _append(
     )
 
 
-def _validate(state: BrokerState, topic: str, plog: Any, records: bytes | None, version: int) -> bytes:
+def _validate(
+    state: BrokerState, topic: str, plog: Any, records: bytes | None, version: int
+) -> bytes:
     """Kafka's ProduceRequest.validateRecords + LogValidator checks that need the request."""
     if not records:
         raise KafkaError("produce request carries no record batch", ErrorCode.INVALID_RECORD)
     config = plog.config
     header = validate_batch(records, 0, max_bytes=config.max_message_bytes)
     if header.size != len(records):
-        raise KafkaError("exactly one record batch per partition is allowed", ErrorCode.INVALID_RECORD)
+        raise KafkaError(
+            "exactly one record batch per partition is allowed", ErrorCode.INVALID_RECORD
+        )
     if header.is_control:
         raise KafkaError("clients may not write control batches", ErrorCode.INVALID_RECORD)
     if header.is_transactional:
@@ -125,9 +135,12 @@ def _validate(state: BrokerState, topic: str, plog: Any, records: bytes | None, 
                 raise KafkaError("record offset deltas are not 0..n-1", ErrorCode.INVALID_RECORD)
             if compacted and record.key is None:
                 raise KafkaError(
-                    f"compacted topic '{topic}' requires a key on every record", ErrorCode.INVALID_RECORD
+                    f"compacted topic '{topic}' requires a key on every record",
+                    ErrorCode.INVALID_RECORD,
                 )
             expected += 1
         if expected != header.record_count:
-            raise KafkaError("record count does not match the batch header", ErrorCode.INVALID_RECORD)
+            raise KafkaError(
+                "record count does not match the batch header", ErrorCode.INVALID_RECORD
+            )
     return records
