@@ -27,12 +27,23 @@ def test_register_lookup_and_table() -> None:
     assert reg.max_version(18) == 4
 
 
-def test_registration_rejects_versions_kio_cannot_decode() -> None:
+def test_verify_rejects_versions_kio_cannot_decode() -> None:
     reg = ApiRegistry()
+    reg.handles(0, 0, 11)(handler)  # Produce v0..2 cannot be decoded
     with pytest.raises(ValueError, match="cannot decode"):
-        reg.handles(0, 0, 11)(handler)  # Produce v0..2
+        reg.verify()
+    reg = ApiRegistry()
+    reg.handles(4242, 0, 0)(handler)
     with pytest.raises(ValueError, match="does not know"):
-        reg.handles(4242, 0, 0)(handler)
+        reg.verify()
+
+
+def test_every_served_version_of_the_broker_decodes() -> None:
+    from seriatim.broker.handlers import load_all
+
+    registry = load_all()
+    registry.verify()  # raises if a handler claims a version kio cannot decode
+    assert len(registry.table()) >= 15
 
 
 def test_registration_rejects_duplicates_and_bad_ranges() -> None:
