@@ -381,18 +381,31 @@ def _decode_records(
                     else f"record length {length} exceeds the {end - pos} bytes remaining",
                 )
             pos += 1  # record attributes: unused by every Kafka version so far
+            # timestamp and offset deltas: 1 byte below 64, 2 bytes below 8192 (most records of
+            # a 1000-record batch), so inline both; a 2-byte read past rec_end is caught by the
+            # "fields take ... bytes" check below.
             b = data[pos]
             if b < 0x80:
                 ts_delta = zz[b]
                 pos += 1
             else:
-                ts_delta, pos = read_var(data, pos, rec_end, vl)
+                b2 = data[pos + 1]
+                if b2 < 0x80:
+                    ts_delta = zz2[b + (b2 << 7)]
+                    pos += 2
+                else:
+                    ts_delta, pos = read_var(data, pos, rec_end, vl)
             b = data[pos]
             if b < 0x80:
                 offset_delta = zz[b]
                 pos += 1
             else:
-                offset_delta, pos = read_var(data, pos, rec_end, vi)
+                b2 = data[pos + 1]
+                if b2 < 0x80:
+                    offset_delta = zz2[b + (b2 << 7)]
+                    pos += 2
+                else:
+                    offset_delta, pos = read_var(data, pos, rec_end, vi)
             # key: usually null (1 byte) or short
             b = data[pos]
             if b < 0x80:
