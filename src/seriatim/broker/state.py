@@ -35,9 +35,10 @@ from typing import TYPE_CHECKING
 
 from seriatim.broker.commit import GroupCommitter
 from seriatim.clock import Clock
-from seriatim.errors import ErrorCode, KafkaError
+from seriatim.errors import ErrorCode, KafkaError, UnknownTopicOrPartitionError
 
 if TYPE_CHECKING:
+    from seriatim.broker.groups import GroupDriver
     from seriatim.config import BrokerConfig  # type only: broker never imports server
     from seriatim.storage import AppendInfo, LogManager, PartitionLog
 
@@ -78,6 +79,8 @@ class BrokerState:
         self.cluster_id = ""
         self._next_producer_id = 0
         self._producer_id_limit = 0
+        # The group coordinator's driver (broker/groups.py), set by the app once open.
+        self.groups: GroupDriver | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
     def open(self) -> None:
@@ -126,7 +129,7 @@ class BrokerState:
     def partition(self, topic: str, partition: int) -> PartitionLog | None:
         try:
             return self.manager.get(topic, partition)
-        except KeyError:
+        except (KeyError, UnknownTopicOrPartitionError):  # manager.get raises the latter
             return None
 
     def create_topic(

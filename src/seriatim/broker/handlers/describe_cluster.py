@@ -1,7 +1,8 @@
 """DescribeCluster (key 60), v0-v1.
 
 The cluster id, the controller (this node) and the one broker. v1 adds ``endpoint_type``
-(1 = brokers; asking for controllers (2) gets MISMATCHED_ENDPOINT_TYPE as in Kafka).
+(1 = brokers; asking for controllers (2) gets MISMATCHED_ENDPOINT_TYPE and any other type
+UNSUPPORTED_ENDPOINT_TYPE, as in Kafka).
 """
 
 from __future__ import annotations
@@ -19,11 +20,17 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     state = ctx.state
     resp_cls = response_class(60, ctx.header.api_version)
     broker_cls = nested(resp_cls, "brokers")
-    if getattr(request, "endpoint_type", 1) != 1:
+    endpoint_type = getattr(request, "endpoint_type", 1)
+    if endpoint_type != 1:
+        code = (
+            ErrorCode.MISMATCHED_ENDPOINT_TYPE
+            if endpoint_type == 2
+            else ErrorCode.UNSUPPORTED_ENDPOINT_TYPE
+        )
         return make(
             resp_cls,
-            error_code=kio_error(ErrorCode.MISMATCHED_ENDPOINT_TYPE),
-            error_message="seriatim serves broker endpoints only",
+            error_code=kio_error(code),
+            error_message=f"seriatim serves broker endpoints only, not type {endpoint_type}",
             cluster_id=state.cluster_id,
             controller_id=-1,
         )

@@ -44,7 +44,11 @@ _TYPES = {
     "segment.jitter.ms": LONG,
     "segment.ms": LONG,
     "unclean.leader.election.enable": BOOLEAN,
+    "follower.replication.throttled.replicas": LIST,
+    "leader.replication.throttled.replicas": LIST,
 }
+#: Topic configs whose value is a comma-separated list (IncrementalAlterConfigs APPEND/SUBTRACT).
+LIST_CONFIGS = frozenset(name for name, kind in _TYPES.items() if kind == LIST)
 
 
 @REGISTRY.handles(32, 1, 4)

@@ -1,7 +1,8 @@
 """DescribeLogDirs (key 35), v1-v4.
 
 One log dir (the first of ``log.dirs``) with the size of every requested partition (null =
-all). v3+ add a top-level error code; v4 adds the directory's total and usable bytes.
+all; partitions of unknown topics are left out, as in Kafka). v3+ add a top-level error code;
+v4 adds the directory's total and usable bytes.
 """
 
 from __future__ import annotations
@@ -46,12 +47,8 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
                 )
         if parts:
             topics.append(make(topic_cls, name=name, partitions=tuple(parts)))
-    usage = shutil.disk_usage(state.data_dir)
-    result = make(
-        result_cls,
-        log_dir=str(state.data_dir.resolve()),
-        topics=tuple(topics),
-        total_bytes=usage.total,
-        usable_bytes=usage.free,
-    )
-    return make(resp_cls, results=(result,))
+    fields: dict[str, Any] = {"log_dir": str(state.data_dir.resolve()), "topics": tuple(topics)}
+    if ctx.header.api_version >= 4:
+        usage = shutil.disk_usage(state.data_dir)
+        fields.update(total_bytes=usage.total, usable_bytes=usage.free)
+    return make(resp_cls, results=(make(result_cls, **fields),))

@@ -24,7 +24,8 @@ from seriatim.broker.handlers import REGISTRY
 from seriatim.broker.state import BrokerState
 from seriatim.errors import ErrorCode, KafkaError, StorageError
 from seriatim.protocol import ProducePartitionResult, ProtocolError, encode_produce_response
-from seriatim.records import Compression, iter_records, validate_batch
+from seriatim.records import BATCH_HEADER_SIZE, Compression, iter_records, validate_batch
+from seriatim.records.varint import decode_varint
 
 log = logging.getLogger(__name__)
 
@@ -143,4 +144,28 @@ def _validate(
             raise KafkaError(
                 "record count does not match the batch header", ErrorCode.INVALID_RECORD
             )
+    else:
+        _check_record_framing(records, header.record_count)
     return records
+
+
+def _check_record_framing(records: bytes, count: int) -> None:
+    """Uncompressed: exactly ``count`` length-prefixed records fill the batch. Kafka's record
+    iterator refuses a batch with records missing or left over; without this check such a batch
+    would be stored and break every reader. One varint per record, no record decoding."""
+    pos, end = BATCH_HEADER_SIZE, len(records)
+    for _ in range(count):
+        if pos >= end:
+            raise KafkaError(
+                "the batch holds fewer records than its header declares", ErrorCode.INVALID_RECORD
+            )
+        length, pos = decode_varint(records, pos, end)
+        if length <= 0 or length > end - pos:
+            raise KafkaError(
+                "record length runs past the end of the batch", ErrorCode.INVALID_RECORD
+            )
+        pos += length
+    if pos != end:
+        raise KafkaError(
+            "record count does not match the batch header", ErrorCode.INVALID_RECORD
+        )
