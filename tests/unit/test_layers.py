@@ -24,6 +24,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "coordinator": {"storage", "broker", "server", "cli", "testing", "state"},
     "broker": {"server", "cli", "testing"},
     "server": {"cli", "testing"},
+    "state": {"broker", "server", "protocol", "cli", "testing", "coordinator"},
 }
 NO_ASYNCIO = {"records", "storage", "protocol", "coordinator"}
 

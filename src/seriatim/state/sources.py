@@ -1,0 +1,237 @@
+"""Where a replica's records come from: an embedded log, or a partition on a Kafka broker.
+
+Theory of operation
+-------------------
+A :class:`Source` delivers the records of one log partition from a given offset, in offset
+order, as batches (lists), at least once. It stores nothing: the offset to resume from lives
+in the state machine (``applied_offset``), so no consumer-group commits are needed and a
+restart simply asks again from the stored offset.
+
+``batches(from_offset, stop)`` is a generator run by the replica's thread. It returns when
+``stop`` is set. It may yield an empty list as an *idle tick* (nothing new right now), so the
+runner can check its lag; a source that cannot tell when it is idle need not.
+
+Both sources refuse to start below the log's start offset (the records are gone: bootstrap
+from a snapshot, :class:`ReplicaBehindLogError`) or above its end (a replica ahead of its log
+is fed by the wrong log). A gap *during* following is fine (compaction, transaction markers)
+unless the log start moved past the next expected offset (retention deleted records the
+replica had not applied yet).
+
+* :class:`LogSource` follows an embedded :class:`~seriatim.storage.embedded.Log`
+  (``Log.follow``): a batch ends at ``max_batch_records`` or where the log currently ends,
+  so a batch is committed before the follow waits for more.
+* :class:`KafkaSource` reads a topic partition from any Kafka-compatible broker with
+  confluent-kafka: ``assign()`` of one partition at the stored offset, no group, no commits,
+  ``auto.offset.reset=error`` (out of range is an error, never a silent jump), and
+  ``isolation.level=read_committed``. The watermarks (for the lag) are refreshed when idle
+  and at most once a second while busy; they are cached for other threads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Generator, Mapping
+from typing import Any, Protocol
+
+from seriatim.records import Record
+from seriatim.state.machine import ReplicaBehindLogError, SourceError, StateError
+from seriatim.storage.embedded import Log
+
+__all__ = ["Batches", "KafkaSource", "LogSource", "Source"]
+
+#: What a source yields: lists of records (an empty list is an idle tick).
+Batches = Generator[list[Record], None, None]
+
+DEFAULT_MAX_BATCH_RECORDS = 1000
+
+
+class Source(Protocol):
+    def batches(self, from_offset: int, stop: threading.Event) -> Batches:
+        """Records from ``from_offset`` on, in order, until ``stop`` is set."""
+        ...
+
+    def end_offset(self) -> int:
+        """The log end offset (the next offset to be written), as last seen."""
+        ...
+
+    def position(self) -> int:
+        """The offset after the last record or marker delivered (-1 when unknown)."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+def _check_start(from_offset: int, start: int, end: int, what: str) -> None:
+    if from_offset < start:
+        raise ReplicaBehindLogError(
+            f"the replica is at offset {from_offset} but {what} starts at {start}: "
+            "the records in between were deleted; bootstrap from a snapshot")
+    if from_offset > end:
+        raise StateError(f"the replica is at offset {from_offset}, past the end of {what} "
+                         f"({end}): is it fed by the right log?")
+
+
+class LogSource:
+    """Follows an embedded log. The caller owns the log (and closes it) unless ``owns``."""
+
+    def __init__(self, log: Log, *, max_batch_records: int = DEFAULT_MAX_BATCH_RECORDS,
+                 poll_interval_s: float = 0.05, owns: bool = False) -> None:
+        if max_batch_records < 1:
+            raise ValueError("max_batch_records must be >= 1")
+        self.log = log
+        self._max = max_batch_records
+        self._poll_s = poll_interval_s
+        self._owns = owns
+        self._position = -1
+
+    def batches(self, from_offset: int, stop: threading.Event) -> Batches:
+        log = self.log
+        if log.readonly:
+            log.refresh()
+        _check_start(from_offset, log.start_offset, log.end_offset, f"log {log.path}")
+        expected = from_offset
+        batch: list[Record] = []
+        for rec in log.follow(from_offset, poll_interval_s=self._poll_s, stop=stop):
+            if rec.offset > expected and log.start_offset > expected:
+                raise ReplicaBehindLogError(
+                    f"log {log.path}: records from {expected} were deleted (the log now "
+                    f"starts at {log.start_offset}) before the replica applied them")
+            batch.append(rec)
+            expected = rec.offset + 1
+            self._position = expected
+            if len(batch) >= self._max or expected >= log.end_offset:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def end_offset(self) -> int:
+        return self.log.end_offset
+
+    def position(self) -> int:
+        return self._position
+
+    def close(self) -> None:
+        if self._owns:
+            self.log.close()
+
+
+def _to_record(msg: Any) -> Record:
+    offset = msg.offset()
+    if offset is None:
+        raise SourceError("the client delivered a message without an offset")
+    headers = tuple((str(k), v if v is None or isinstance(v, bytes) else str(v).encode())
+                    for k, v in (msg.headers() or ()))
+    return Record(offset=int(offset), timestamp_ms=int(msg.timestamp()[1]), key=msg.key(),
+                  value=msg.value(), headers=headers)
+
+
+class KafkaSource:
+    """One partition of a topic on a Kafka-compatible broker, through confluent-kafka."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, partition: int = 0, *,
+                 config: Mapping[str, Any] | None = None,
+                 max_batch_records: int = DEFAULT_MAX_BATCH_RECORDS,
+                 poll_timeout_s: float = 0.1, request_timeout_s: float = 10.0) -> None:
+        from confluent_kafka import Consumer
+
+        if max_batch_records < 1:
+            raise ValueError("max_batch_records must be >= 1")
+        self.topic = topic
+        self.partition = partition
+        self._max = max_batch_records
+        self._poll_s = poll_timeout_s
+        self._timeout_s = request_timeout_s
+        conf: dict[str, Any] = {
+            "bootstrap.servers": bootstrap_servers,
+            # Required by the client, never used: assign() joins no group, nothing commits.
+            "group.id": "seriatim-state-replica",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "error",
+            "isolation.level": "read_committed",
+            "enable.partition.eof": False,
+        }
+        conf.update(config or {})
+        self._consumer = Consumer(conf)
+        self._closed = False
+        self._end = -1
+        self._position = -1
+        self._watermarks_at = 0.0
+
+    def _tp(self, offset: int | None = None) -> Any:
+        from confluent_kafka import TopicPartition
+
+        if offset is None:
+            return TopicPartition(self.topic, self.partition)
+        return TopicPartition(self.topic, self.partition, offset)
+
+    def _refresh_watermarks(self) -> tuple[int, int]:
+        from confluent_kafka import KafkaException
+
+        try:
+            low, high = self._consumer.get_watermark_offsets(
+                self._tp(), timeout=self._timeout_s, cached=False)
+        except KafkaException as exc:
+            raise SourceError(f"{self.topic}/{self.partition}: cannot read the watermarks: "
+                              f"{exc}") from exc
+        self._end = int(high)
+        self._watermarks_at = time.monotonic()
+        return int(low), int(high)
+
+    def batches(self, from_offset: int, stop: threading.Event) -> Batches:
+        low, high = self._refresh_watermarks()
+        _check_start(from_offset, low, high, f"topic {self.topic} partition {self.partition}")
+        self._consumer.assign([self._tp(from_offset)])
+        self._position = from_offset
+        expected = from_offset
+        while not stop.is_set():
+            msgs = self._consumer.consume(num_messages=self._max, timeout=self._poll_s)
+            batch: list[Record] = []
+            for msg in msgs:
+                if msg.error() is not None:
+                    self._on_error(msg.error(), expected)
+                    continue
+                rec = _to_record(msg)
+                if rec.offset < expected:
+                    continue  # redelivery after a reconnect: already handed over
+                batch.append(rec)
+                expected = rec.offset + 1
+            if batch:
+                self._position = expected
+                if time.monotonic() - self._watermarks_at > 1.0:
+                    self._refresh_watermarks()
+                yield batch
+            else:
+                self._refresh_watermarks()
+                pos = self._consumer.position([self._tp()])[0].offset
+                if pos >= 0:  # past transaction markers and aborted records too
+                    self._position = max(expected, int(pos))
+                yield []
+
+    def _on_error(self, err: Any, expected: int) -> None:
+        from confluent_kafka import KafkaError
+
+        code = err.code()
+        if code in (KafkaError.OFFSET_OUT_OF_RANGE, KafkaError._AUTO_OFFSET_RESET):
+            raise ReplicaBehindLogError(
+                f"topic {self.topic} partition {self.partition}: offset {expected} is out of "
+                f"range ({err.str()}); bootstrap from a snapshot")
+        if code in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC) or err.fatal():
+            raise SourceError(f"topic {self.topic} partition {self.partition}: {err.str()}")
+        # Anything else (transport errors, a leader moving) the client retries by itself.
+
+    def end_offset(self) -> int:
+        if self._end < 0 and not self._closed:
+            self._refresh_watermarks()
+        return self._end
+
+    def position(self) -> int:
+        return self._position
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._consumer.close()
