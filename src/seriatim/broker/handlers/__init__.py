@@ -31,9 +31,22 @@ _MODULES = (
     "delete_records",
     "describe_configs",
     "incremental_alter_configs",
+    "alter_configs",
     "describe_cluster",
     "describe_log_dirs",
     "offset_for_leader_epoch",
+    # consumer groups (the coordinator: coordinator/, driven by broker/groups.py)
+    "find_coordinator",
+    "join_group",
+    "sync_group",
+    "heartbeat",
+    "leave_group",
+    "offset_commit",
+    "offset_fetch",
+    "list_groups",
+    "describe_groups",
+    "delete_groups",
+    "offset_delete",
 )
 
 _loaded = False

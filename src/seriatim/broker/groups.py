@@ -1,0 +1,262 @@
+"""The group coordinator's driver: appends its records, replays them, runs its timers.
+
+Theory of operation
+-------------------
+:class:`GroupDriver` wraps the pure :class:`~seriatim.coordinator.GroupCoordinator` for the
+broker. It is the coordinator's one owner and runs on the event-loop thread only.
+
+* **Calls.** A handler calls :meth:`GroupDriver.call` with a coordinator method and its
+  request. The driver makes a token and a future for it, runs the method, and processes the
+  :class:`~seriatim.coordinator.Output`: the records are appended to ``__consumer_offsets``
+  (one batch per partition) and at once replayed into the coordinator -- the append, the
+  replay and the decision happen in one synchronous step, so no other call sees a state in
+  between. Replies are sent (futures resolved) only when the records are durable: the topic
+  has ``flush.policy=always`` and the broker's group commit fsyncs it, so an OffsetCommit is
+  answered after its fsync. An Output without records is answered at once.
+* **Timers.** After every call the driver re-arms one ``loop.call_later`` at the
+  coordinator's :meth:`next_deadline_ns` (session expiry, delayed joins, offset retention); the
+  callback calls :meth:`tick` and processes its Output like a call's. Time comes from the
+  broker's injected clock.
+* **Load.** :meth:`load` (after the data dir is open, before serving) replays every record
+  of every ``__consumer_offsets`` partition, then lets the coordinator materialize its groups.
+
+The topic. ``__consumer_offsets`` is created on the first record, with
+``offsets.topic.num.partitions`` partitions (Kafka's default 50; an existing topic keeps its
+count), ``cleanup.policy=compact``, ``flush.policy=always`` and ``offsets.topic.segment.bytes``.
+A group's partition is Kafka's: ``abs(javaHashCode(group_id)) % partitions``, so the layout is
+Kafka's own. A failed append (the partition went offline) answers every reply of that Output
+with COORDINATOR_NOT_AVAILABLE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from seriatim.coordinator import (
+    CoordinatorConfig,
+    GroupCoordinator,
+    LogRecord,
+    Output,
+    Token,
+    failed,
+)
+from seriatim.errors import ErrorCode, KafkaError, StorageError, invariant
+from seriatim.records import build_batch
+
+if TYPE_CHECKING:
+    from seriatim.broker.state import BrokerState
+    from seriatim.storage import PartitionLog
+
+log = logging.getLogger(__name__)
+
+OFFSETS_TOPIC = "__consumer_offsets"
+_DEFAULT_SEGMENT_BYTES = 104_857_600  # offsets.topic.segment.bytes
+_DEFAULT_RETENTION_CHECK_MS = 600_000  # offsets.retention.check.interval.ms
+_DEFAULT_METADATA_MAX_BYTES = 4096  # offset.metadata.max.bytes
+
+
+def java_string_hash(s: str) -> int:
+    """Java's ``String.hashCode`` (over UTF-16 code units, int32 wrap-around)."""
+    h = 0
+    raw = s.encode("utf-16-be")
+    for i in range(0, len(raw), 2):
+        h = (31 * h + ((raw[i] << 8) | raw[i + 1])) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def partition_for(group_id: str, partitions: int) -> int:
+    """Kafka's ``Utils.abs(groupId.hashCode) % offsets.topic.num.partitions``."""
+    return (java_string_hash(group_id) & 0x7FFFFFFF) % partitions
+
+
+def coordinator_config(state: BrokerState) -> CoordinatorConfig:
+    cfg = state.config
+
+    def raw_int(name: str, default: int) -> int:
+        value = cfg.get(name)
+        return int(value) if value is not None else default
+
+    return CoordinatorConfig(
+        initial_rebalance_delay_ms=cfg.group_initial_rebalance_delay_ms,
+        min_session_timeout_ms=cfg.group_min_session_timeout_ms,
+        max_session_timeout_ms=cfg.group_max_session_timeout_ms,
+        max_group_size=raw_int("group.max.size", 2**31 - 1),
+        offsets_retention_ms=cfg.offsets_retention_minutes * 60_000,
+        offsets_retention_check_interval_ms=raw_int(
+            "offsets.retention.check.interval.ms", _DEFAULT_RETENTION_CHECK_MS
+        ),
+        offset_metadata_max_bytes=raw_int("offset.metadata.max.bytes", _DEFAULT_METADATA_MAX_BYTES),
+    )
+
+
+class GroupDriver:
+    """Runs the group coordinator inside the broker (see the module docstring)."""
+
+    def __init__(self, state: BrokerState) -> None:
+        self.state = state
+        self.core = GroupCoordinator(coordinator_config(state), state.clock)
+        self._tokens = itertools.count()
+        self._waiting: dict[Token, asyncio.Future[Any]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reply_tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def load(self) -> int:
+        """Replay ``__consumer_offsets`` into the coordinator; returns the records replayed."""
+        manager = self.state.manager
+        count = 0
+        info = manager.topics().get(OFFSETS_TOPIC)
+        if info is not None:
+            for p in range(info.partitions):
+                for record in manager.get(OFFSETS_TOPIC, p).read_records():
+                    if record.key is None:
+                        continue  # not ours (a compacted topic cannot hold one anyway)
+                    self.core.replay(record.key, record.value)
+                    count += 1
+        self.core.finish_loading()
+        log.info("group coordinator loaded %d record(s) from %s", count, OFFSETS_TOPIC)
+        return count
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._rearm()
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._reply_tasks:
+            await asyncio.gather(*self._reply_tasks, return_exceptions=True)
+        for fut in self._waiting.values():
+            fut.cancel()  # a JoinGroup still waiting: its connection is closing anyway
+        self._waiting.clear()
+
+    # --- calls --------------------------------------------------------------------------------
+
+    async def call(self, method: Callable[..., Output], *args: Any) -> Any:
+        """Run ``method(token, *args)`` on the coordinator and await the token's reply."""
+        invariant(self._loop is not None, "group driver used before start()")
+        token = next(self._tokens)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = fut
+        try:
+            self._process(method(token, *args))
+        finally:
+            self._rearm()
+        try:
+            return await fut
+        finally:
+            self._waiting.pop(token, None)
+
+    def touched(self) -> None:
+        """After a direct (reply-less) coordinator call such as a heartbeat."""
+        self._rearm()
+
+    def _process(self, out: Output) -> None:
+        if not out.records:
+            self._resolve(out.replies)
+            return
+        try:
+            plogs = self._append(out.records)
+        except (StorageError, KafkaError) as exc:
+            log.error("cannot store group records: %s", exc)
+            self._resolve(
+                [(t, failed(r, ErrorCode.COORDINATOR_NOT_AVAILABLE)) for t, r in out.replies]
+            )
+            return
+        for record in out.records:
+            self.core.replay(record.key, record.value)
+        task = asyncio.get_running_loop().create_task(self._reply_when_durable(plogs, out.replies))
+        self._reply_tasks.add(task)
+        task.add_done_callback(self._reply_tasks.discard)
+
+    async def _reply_when_durable(
+        self, plogs: list[tuple[int, PartitionLog]], replies: list[tuple[Token, Any]]
+    ) -> None:
+        try:
+            for p, plog in plogs:
+                await self.state.wait_durable(OFFSETS_TOPIC, p, plog)
+        except Exception as exc:  # a failed fsync: never acknowledge (fail-stop)
+            log.error("group records not durable: %s", exc)
+            replies = [(t, failed(r, ErrorCode.COORDINATOR_NOT_AVAILABLE)) for t, r in replies]
+        self._resolve(replies)
+
+    def _resolve(self, replies: list[tuple[Token, Any]]) -> None:
+        for token, result in replies:
+            fut = self._waiting.get(token)
+            if fut is not None and not fut.done():
+                fut.set_result(result)
+
+    def _append(self, records: list[LogRecord]) -> list[tuple[int, PartitionLog]]:
+        partitions = self._ensure_topic()
+        by_partition: dict[int, list[LogRecord]] = {}
+        for record in records:
+            by_partition.setdefault(partition_for(record.group_id, partitions), []).append(record)
+        now_ms = self.state.clock.wall_ms()
+        written = []
+        for p, recs in sorted(by_partition.items()):
+            plog = self.state.manager.get(OFFSETS_TOPIC, p)
+            batch = build_batch(
+                [(r.key, r.value) for r in recs],
+                timestamp_ms=now_ms,
+                partition_leader_epoch=self.state.leader_epoch,
+            )
+            info = plog.append_batch(bytearray(batch), leader_epoch=self.state.leader_epoch)
+            self.state.appended(OFFSETS_TOPIC, p, plog, info)
+            written.append((p, plog))
+        return written
+
+    def _ensure_topic(self) -> int:
+        manager = self.state.manager
+        info = manager.topics().get(OFFSETS_TOPIC)
+        if info is not None:
+            return info.partitions
+        cfg = self.state.config
+        segment_bytes = cfg.get("offsets.topic.segment.bytes") or str(_DEFAULT_SEGMENT_BYTES)
+        partitions = cfg.offsets_topic_num_partitions
+        manager.create_topic(
+            OFFSETS_TOPIC,
+            partitions,
+            {
+                "cleanup.policy": "compact",
+                "flush.policy": "always",
+                "segment.bytes": segment_bytes,
+                "compression.type": "producer",
+            },
+        )
+        log.info("created %s with %d partition(s)", OFFSETS_TOPIC, partitions)
+        return partitions
+
+    # --- timers -------------------------------------------------------------------------------
+
+    def _rearm(self) -> None:
+        if self._loop is None or self._stopped:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        delay_ns = self.core.next_deadline_ns() - self.state.clock.monotonic_ns()
+        self._timer = self._loop.call_later(max(delay_ns, 0) / 1e9, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        try:
+            self._process(self.core.tick())
+        except Exception:  # a bug in one tick must not stop every group's timers
+            log.exception("group coordinator tick failed")
+        self._rearm()
+
+
+def driver(state: BrokerState) -> GroupDriver:
+    """The broker's group driver (set up by the app after the data dir is open)."""
+    groups = state.groups
+    invariant(groups is not None, "the group coordinator is not running")
+    assert groups is not None
+    return groups
