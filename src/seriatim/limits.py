@@ -28,3 +28,14 @@ SOCKET_REQUEST_MAX_BYTES_DEFAULT = 104_857_600  # socket.request.max.bytes (100 
 FETCH_MAX_BYTES_DEFAULT = 55 * 1024 * 1024  # fetch.max.bytes (broker-side cap)
 FETCH_MAX_WAIT_MS_CAP = 30_000  # a long poll never waits longer than this
 QUEUED_MAX_REQUESTS_DEFAULT = 500  # queued.max.requests
+
+# --- log compaction (seriatim.storage.cleaner) ------------------------------------------------
+DELETE_RETENTION_MS_DEFAULT = 86_400_000  # delete.retention.ms (1 day)
+MIN_CLEANABLE_DIRTY_RATIO_DEFAULT = 0.5  # min.cleanable.dirty.ratio
+# log.cleaner.dedupe.buffer.size: the offset map's nominal budget at 24 bytes an entry (a 16-byte
+# key digest + an 8-byte offset, as Kafka's SkimpyOffsetMap); Python's dict costs ~5x that.
+LOG_CLEANER_DEDUPE_BUFFER_BYTES_DEFAULT = 16 * 1024 * 1024
+LOG_CLEANER_IO_BUFFER_LOAD_FACTOR = 0.9  # log.cleaner.io.buffer.load.factor
+LOG_CLEANER_BACKOFF_MS_DEFAULT = 15_000  # log.cleaner.backoff.ms
+LOG_CLEANER_WRITE_BUFFER_BYTES = 1024 * 1024  # cleaned output is written in chunks this big
+LOG_CLEANER_RETIRED_FD_GRACE_MS = 60_000  # replaced segments' fds stay open this long (readers)

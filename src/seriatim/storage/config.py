@@ -44,6 +44,11 @@ class LogConfig:
     flush_messages: int = LONG_MAX
     flush_ms: int = LONG_MAX
     cleanup_policy: str = "delete"
+    # Compaction (seriatim.storage.cleaner); Kafka's names and defaults.
+    delete_retention_ms: int = limits.DELETE_RETENTION_MS_DEFAULT
+    min_compaction_lag_ms: int = 0
+    max_compaction_lag_ms: int = LONG_MAX
+    min_cleanable_dirty_ratio: float = limits.MIN_CLEANABLE_DIRTY_RATIO_DEFAULT
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -53,6 +58,16 @@ class LogConfig:
     @property
     def log_append_time(self) -> bool:
         return self.message_timestamp_type == "LogAppendTime"
+
+    @property
+    def compact(self) -> bool:
+        """cleanup.policy includes ``compact``: the log cleaner keeps the latest value per key."""
+        return "compact" in self.cleanup_policy
+
+    @property
+    def delete(self) -> bool:
+        """cleanup.policy includes ``delete``: retention.ms / retention.bytes apply."""
+        return "delete" in self.cleanup_policy
 
     @property
     def flush_interval_ms(self) -> int:
@@ -91,6 +106,21 @@ def _parse_int(name: str, raw: str | int) -> int:
         return int(str(raw).strip())
     except ValueError:
         raise InvalidConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _parse_float(name: str, raw: str | float) -> float:
+    if isinstance(raw, float):
+        return raw
+    try:
+        return float(str(raw).strip())
+    except ValueError:
+        raise InvalidConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _ratio(name: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) \
+            or not 0.0 <= value <= 1.0:
+        raise InvalidConfigError(f"{name} must be a number between 0 and 1, got {value!r}")
 
 
 def _parse_str(name: str, raw: str) -> str:
@@ -138,6 +168,10 @@ _KAFKA_NAMES: dict[str, tuple[str, Callable[[str, Any], Any], Callable[[str, Any
     "flush.messages": ("flush_messages", _parse_int, _at_least(1)),
     "flush.ms": ("flush_ms", _parse_int, _at_least(0)),
     "cleanup.policy": ("cleanup_policy", _parse_str, _one_of(CLEANUP_POLICIES)),
+    "delete.retention.ms": ("delete_retention_ms", _parse_int, _at_least(0)),
+    "min.compaction.lag.ms": ("min_compaction_lag_ms", _parse_int, _at_least(0)),
+    "max.compaction.lag.ms": ("max_compaction_lag_ms", _parse_int, _at_least(1)),
+    "min.cleanable.dirty.ratio": ("min_cleanable_dirty_ratio", _parse_float, _ratio),
 }
 _ATTR_TO_NAME = {attr: name for name, (attr, _, _) in _KAFKA_NAMES.items()}
 
@@ -154,15 +188,6 @@ def _check_bool(name: str, raw: Any) -> None:
         raise InvalidConfigError(f"{name} must be true or false, got {raw!r}")
 
 
-def _check_ratio(name: str, raw: Any) -> None:
-    try:
-        value = float(str(raw))
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise InvalidConfigError(f"{name} must be a number between 0 and 1, got {raw!r}")
-
-
 def _check_any(name: str, raw: Any) -> None:
     return None
 
@@ -175,20 +200,16 @@ ACCEPTED_KAFKA_NAMES: dict[str, Callable[[str, Any], None]] = {
     "compression.gzip.level": _check_int(-1),
     "compression.lz4.level": _check_int(1),
     "compression.zstd.level": _check_int(-131072),
-    "delete.retention.ms": _check_int(0),
     "file.delete.delay.ms": _check_int(0),
     "follower.replication.throttled.replicas": _check_any,
     "leader.replication.throttled.replicas": _check_any,
     "local.retention.bytes": _check_int(-2),
     "local.retention.ms": _check_int(-2),
-    "max.compaction.lag.ms": _check_int(1),
     "message.downconversion.enable": _check_bool,
     "message.format.version": _check_any,
     "message.timestamp.after.max.ms": _check_int(0),
     "message.timestamp.before.max.ms": _check_int(0),
     "message.timestamp.difference.max.ms": _check_int(0),
-    "min.cleanable.dirty.ratio": _check_ratio,
-    "min.compaction.lag.ms": _check_int(0),
     "min.insync.replicas": _check_int(1),
     "preallocate": _check_bool,
     "remote.storage.enable": _check_bool,

@@ -24,6 +24,7 @@ from types import TracebackType
 from seriatim.clock import SYSTEM_CLOCK, Clock
 from seriatim.errors import OffsetOutOfRangeError
 from seriatim.records import Record, RecordInput, build_batch
+from seriatim.storage.cleaner import CleanStats
 from seriatim.storage.config import LogConfig
 from seriatim.storage.fileops import FileOps
 from seriatim.storage.log import AppendInfo, PartitionLog
@@ -116,6 +117,17 @@ class Log:
     def apply_retention(self, now_ms: int | None = None) -> int:
         return self._log.apply_retention(now_ms)
 
+    def compact(self, now_ms: int | None = None, *, force: bool = True) -> CleanStats:
+        """Run the log cleaner now (``cleanup_policy`` must include ``compact``): keep the
+        latest record per key, drop tombstones older than ``delete.retention.ms``. ``force``
+        ignores ``min.cleanable.dirty.ratio``. Sealed segments only: call ``roll()`` first to
+        include the newest records. Safe alongside readers; appends are never blocked."""
+        return self._log.compact(now_ms, force=force)
+
+    def roll(self) -> None:
+        """Seal the active segment (the next append starts a new one)."""
+        self._log.roll()
+
     # --- reading -----------------------------------------------------------------------------
 
     def read(self, from_offset: int | None = None, *, max_offset: int | None = None
@@ -192,6 +204,7 @@ def open(
     retention_bytes: int | None = None,
     max_message_bytes: int | None = None,
     message_timestamp_type: str | None = None,
+    cleanup_policy: str | None = None,
     clock: Clock = SYSTEM_CLOCK,
     fs: FileOps | None = None,
 ) -> Log:
@@ -210,6 +223,7 @@ def open(
         "retention.bytes": retention_bytes,
         "max.message.bytes": max_message_bytes,
         "message.timestamp.type": message_timestamp_type,
+        "cleanup.policy": cleanup_policy,
     }
     props.update({k: str(v) for k, v in shortcuts.items() if v is not None})
     cfg = LogConfig.from_kafka(props)

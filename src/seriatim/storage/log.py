@@ -67,11 +67,13 @@ import struct
 import threading
 from bisect import bisect_right
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 
 import crc32c
 
+from seriatim import limits
 from seriatim.clock import SYSTEM_CLOCK, Clock
 from seriatim.errors import (
     CorruptLogError,
@@ -81,6 +83,7 @@ from seriatim.errors import (
     StorageError,
 )
 from seriatim.records import Record, iter_records, validate_batch
+from seriatim.storage import cleaner as _cleaner
 from seriatim.storage.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from seriatim.storage.config import LogConfig
 from seriatim.storage.epoch import LeaderEpochCache
@@ -201,6 +204,13 @@ class PartitionLog:
         self._offline: str | None = None
         self._closed = False
         self._dir_lock: DirLock | None = None
+        # Compaction (seriatim.storage.cleaner): one cleaner at a time; close() aborts it.
+        self._cleaning_lock = threading.Lock()
+        self._cleaner_abort = threading.Event()
+        self._retired: list[tuple[int, Segment]] = []  # (retired at, monotonic ms), fd open
+        # When the oldest tombstone the cleaner kept passes delete.retention.ms (0: unknown).
+        self.tombstones_expire_ms = 0
+        self._compacted_before: bool | None = None  # cached by _strict_offsets
         self._epochs = LeaderEpochCache(self._dir, fs, persist=not readonly)
         self.recovery_report = RecoveryReport()
 
@@ -243,6 +253,10 @@ class PartitionLog:
             # Deleted first: a crash from here on must look unclean.
             os.unlink(marker)
             self._fs.fsync_dir(self._dir)
+        # An interrupted compaction first (.cleaned / .swap / .deleted), then temp files.
+        cleaner_notes = _cleaner.recover_cleaner_files(self._dir, self._fs)
+        if cleaner_notes:
+            clean_end = None  # a completed swap changed files the marker vouched for
         self._remove_strays()
         ok = self._load_segments(clean_end=clean_end)
         if not ok:
@@ -250,6 +264,7 @@ class PartitionLog:
                         self._dir)
             self._close_segments()
             self._load_segments(clean_end=None)
+        self.recovery_report.notes.extend(cleaner_notes)
 
     def _load_segments(self, *, clean_end: int | None) -> bool:
         cfg = self._config
@@ -359,8 +374,15 @@ class PartitionLog:
 
     @property
     def _strict_offsets(self) -> bool:
-        # Without compaction every batch starts exactly where the previous one ended.
-        return "compact" not in self._config.cleanup_policy
+        # Without compaction every batch starts exactly where the previous one ended. A log
+        # compacted once keeps its gaps after cleanup.policy goes back to delete: the cleaner's
+        # checkpoint file marks it.
+        if "compact" in self._config.cleanup_policy:
+            return False
+        if self._compacted_before is None:
+            self._compacted_before = os.path.exists(
+                os.path.join(self._dir, _cleaner.CLEANER_CHECKPOINT_FILE))
+        return not self._compacted_before
 
     def _check_segment_order(self) -> None:
         segs = self._segments
@@ -899,6 +921,10 @@ class PartitionLog:
         self._epochs.truncate_from_end(end)
         self._flushed = min(self._flushed, end)
         self._write_recovery_point(min(self._flushed, end))
+        first_dirty = _cleaner.read_first_dirty(self._dir)
+        if first_dirty is not None and first_dirty > offset:
+            # Re-appended offsets must count as dirty (Kafka resets its cleaner checkpoint).
+            _cleaner.write_first_dirty(self._dir, offset, self._fs)
 
     def delete_records_before(self, offset: int) -> int:
         """Advance the log start offset to ``offset`` and delete segments wholly below it."""
@@ -933,7 +959,8 @@ class PartitionLog:
         return n
 
     def apply_retention(self, now_ms: int | None = None) -> int:
-        """Delete whole segments past retention.ms / retention.bytes (never the active one).
+        """Delete whole segments past retention.ms / retention.bytes (never the active one),
+        if cleanup.policy includes ``delete``.
 
         Returns the number of segments deleted.
         """
@@ -941,6 +968,8 @@ class PartitionLog:
         cfg = self._config
         with self._flush_lock, self._lock:
             self._check_writable()
+            if not cfg.delete:
+                return 0  # cleanup.policy=compact: the cleaner alone removes records
             segs = self._segments
             doomed = 0
             if cfg.retention_ms >= 0:
@@ -1014,11 +1043,97 @@ class PartitionLog:
         self._close_segments()
         self._load_readonly()
 
+    # --- compaction (the algorithm and swap protocol: seriatim.storage.cleaner) ---------------
+
+    def compact(self, now_ms: int | None = None, *, force: bool = True,
+                cleaner: _cleaner.Cleaner | None = None,
+                fault: _cleaner.FaultHook | None = None) -> _cleaner.CleanStats:
+        """Run the log cleaner on this log now (a no-op unless cleanup.policy has compact).
+
+        ``force`` ignores min.cleanable.dirty.ratio (min.compaction.lag.ms still applies);
+        ``now_ms`` is the clock for delete.retention.ms and the compaction lags; ``fault`` is
+        called after each swap step (tests: crash injection).
+        """
+        self._check_writable()
+        return (cleaner or _cleaner.Cleaner()).clean(self, now_ms, force=force, fault=fault)
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def fs(self) -> FileOps:
+        return self._fs
+
+    @contextmanager
+    def cleaning(self) -> Iterator[None]:
+        """Held by the cleaner for a whole clean (one cleaner per log at a time)."""
+        with self._cleaning_lock:
+            self.check_cleaning_allowed()
+            yield
+
+    def check_cleaning_allowed(self) -> None:
+        """Raise CleaningAborted once close() asked the cleaner to stop."""
+        if self._cleaner_abort.is_set() or self._closed or self._offline is not None:
+            raise _cleaner.CleaningAborted(f"{self._dir} is closing or offline")
+
+    def cleaner_view(self) -> tuple[list[Segment], int]:
+        """(a copy of the segment list, the log start offset), taken under the lock."""
+        with self._lock:
+            self._check_writable()
+            return list(self._segments), self._log_start
+
+    def open_for_cleaning(self, count: int) -> list[_cleaner._Source]:
+        """The first ``count`` segments with private descriptors (never the active one)."""
+        with self._lock:
+            self._check_writable()
+            segs = self._segments[: min(count, len(self._segments) - 1)]
+            return [_cleaner.source_of(seg) for seg in segs]
+
+    def replace_segments(self, old: list[Segment], sizes: list[int], new: Segment,
+                         fault: _cleaner.FaultHook | None = None) -> bool:
+        """Swap ``new`` (written as ``<base>.log.cleaned``) in for the run ``old``.
+
+        False (nothing changed) if ``old`` is no longer a run of sealed segments of this log
+        with the sizes the cleaner read. An OSError during the swap takes the log offline:
+        reopening completes or undoes it (cleaner.recover_cleaner_files).
+        """
+        with self._flush_lock, self._lock:
+            if self._closed or self._offline is not None or self._cleaner_abort.is_set():
+                return False
+            segs = self._segments
+            try:
+                i = next(k for k, seg in enumerate(segs) if seg is old[0])
+            except StopIteration:
+                return False
+            run = segs[i : i + len(old)]
+            if i + len(old) >= len(segs) or len(run) != len(old) \
+                    or any(a is not b for a, b in zip(run, old, strict=True)) \
+                    or any(seg.size != n for seg, n in zip(old, sizes, strict=True)):
+                return False
+            try:
+                _cleaner.swap_in(self._dir, old, new, self._fs, fault)
+            except OSError as exc:
+                self._fail(f"swapping in the cleaned segment {new.log_path} failed", exc)
+            segs[i : i + len(old)] = [new]
+            self._bases[i : i + len(old)] = [new.base_offset]
+            self._check_segment_order()
+            now = self._clock.monotonic_ns() // 1_000_000
+            keep: list[tuple[int, Segment]] = []
+            for when, seg in self._retired:
+                if now - when > limits.LOG_CLEANER_RETIRED_FD_GRACE_MS:
+                    seg.close()
+                else:
+                    keep.append((when, seg))
+            self._retired = keep + [(now, seg) for seg in old]
+            return True
+
     # --- closing ------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Flush everything, checkpoint, write the clean-shutdown marker last, unlock."""
-        with self._flush_lock, self._lock:
+        self._cleaner_abort.set()  # a running cleaner stops at its next batch
+        with self._cleaning_lock, self._flush_lock, self._lock:
             if self._closed:
                 return
             try:
@@ -1027,6 +1142,9 @@ class PartitionLog:
             finally:
                 self._closed = True
                 self._close_segments()
+                for _, seg in self._retired:
+                    seg.close()
+                self._retired.clear()
                 if self._dir_lock is not None:
                     self._dir_lock.release()
                     self._dir_lock = None

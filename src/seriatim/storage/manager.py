@@ -38,10 +38,12 @@ from seriatim.errors import (
     ErrorCode,
     InvalidConfigError,
     KafkaError,
+    LogClosedError,
     StorageError,
     UnknownTopicOrPartitionError,
 )
 from seriatim.storage.checkpoint import write_atomic
+from seriatim.storage.cleaner import Cleaner, CleanerConfig, CleanStats
 from seriatim.storage.config import LogConfig
 from seriatim.storage.fileops import REAL_FILE_OPS, FileOps
 from seriatim.storage.lock import DirLock
@@ -84,8 +86,9 @@ class LogManager:
 
     def __init__(self, data_dir: str | os.PathLike[str], default_config: LogConfig | None = None,
                  *, clock: Clock = SYSTEM_CLOCK, fs: FileOps | None = None,
-                 group_commit: bool = False) -> None:
+                 group_commit: bool = False, cleaner: CleanerConfig | None = None) -> None:
         self._dir = os.path.abspath(os.fspath(data_dir))
+        self.cleaner = Cleaner(cleaner)  # thread-safe: one cleaner per log at a time
         self._group_commit = group_commit  # see PartitionLog.open
         self._default = default_config or LogConfig()
         self._clock = clock
@@ -281,9 +284,42 @@ class LogManager:
             if plog.offline_reason is None:
                 plog.flush()
 
-    def apply_retention(self, now_ms: int | None = None) -> int:
-        return sum(plog.apply_retention(now_ms) for _, _, plog in self.logs()
-                   if plog.offline_reason is None)
+    def apply_retention(self, now_ms: int | None = None, *, topic: str | None = None) -> int:
+        """Retention on every log (or ``topic``'s) whose cleanup.policy includes delete."""
+        if topic is not None:
+            self._require(topic)
+        return sum(plog.apply_retention(now_ms) for t, _, plog in self.logs()
+                   if plog.offline_reason is None and topic in (None, t))
+
+    def compact(self, topic: str, now_ms: int | None = None, *, force: bool = True
+                ) -> CleanStats:
+        """Run the cleaner on every partition of ``topic`` now (see PartitionLog.compact)."""
+        info = self._require(topic)
+        total = CleanStats()
+        for p in range(info.partitions):
+            stats = self.cleaner.clean(self._logs[(topic, p)], now_ms, force=force)
+            total.add(stats)
+            total.reason = total.reason or stats.reason
+        return total
+
+    @staticmethod
+    def clean_logs(logs: list[PartitionLog], cleaner: Cleaner, now_ms: int | None = None
+                   ) -> CleanStats:
+        """The background cleaner's round over a snapshot of ``logs`` (any thread): each
+        compacted log that is due. A log closed or failing meanwhile is skipped."""
+        total = CleanStats()
+        for plog in logs:
+            if plog.closed or plog.offline_reason is not None or not plog.config.compact:
+                continue
+            try:
+                total.add(cleaner.clean(plog, now_ms))
+            except LogClosedError:
+                continue  # the topic was deleted, or the broker is stopping
+            except (StorageError, OSError) as exc:
+                log.warning("%s: cleaning failed: %s", plog.path, exc)
+            except Exception:
+                log.exception("%s: cleaning failed", plog.path)
+        return total
 
     def close(self) -> None:
         """Close every log cleanly (each writes its clean-shutdown marker), then unlock."""

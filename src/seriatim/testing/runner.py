@@ -22,12 +22,15 @@ import shutil
 import tempfile
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from seriatim.clock import SYSTEM_CLOCK, Clock
 from seriatim.config import BrokerConfig, _to_str
 from seriatim.server.app import AppFactory, BrokerApp, broker_app_factory
 from seriatim.server.threaded import BackgroundServer
+
+if TYPE_CHECKING:
+    from seriatim.storage.cleaner import CleanStats
 
 T = TypeVar("T")
 
@@ -139,6 +142,21 @@ class InProcessBroker:
     def call(self, coro: Coroutine[Any, Any, T], *, timeout_s: float | None = 30.0) -> T:
         """Run ``coro`` on the broker's event loop (e.g. to inspect broker state safely)."""
         return self._running().call(coro, timeout_s=timeout_s)
+
+    def compact(self, topic: str, *, now_ms: int | None = None) -> CleanStats:
+        """Run the log cleaner on every partition of ``topic`` now and wait for it (tests are
+        deterministic: the background cleaner only runs every log.cleaner.backoff.ms).
+        ``now_ms`` (default: the broker's clock) decides delete.retention.ms and the lags."""
+        app: Any = self.app
+        stats: CleanStats = self.call(app.compact(topic, now_ms))
+        return stats
+
+    def apply_retention(self, topic: str | None = None, *, now_ms: int | None = None) -> int:
+        """Apply retention.ms / retention.bytes now to ``topic`` (default: every topic);
+        returns the number of segments deleted."""
+        app: Any = self.app
+        deleted: int = self.call(app.apply_retention(topic, now_ms))
+        return deleted
 
     def _running(self) -> BackgroundServer:
         if self._bg is None:

@@ -1,0 +1,694 @@
+"""The log cleaner: compaction of ``cleanup.policy=compact`` logs, and its crash-safe swap.
+
+Theory of operation
+-------------------
+A compacted log keeps, for every key, at least the record with the latest offset (Kafka's
+``LogCleaner``). The log is split at the **first dirty offset** (``cleaner-offset-checkpoint``
+in the partition directory; the log start when missing): below it the *clean* section, already
+compacted once; from it up to the **first uncleanable offset** the *dirty* section. Only sealed
+segments are cleanable (never the active one), and with ``min.compaction.lag.ms`` only those
+whose newest record is at least that old. A log is cleaned when the dirty section's share of the
+cleanable bytes reaches ``min.cleanable.dirty.ratio``, or when its oldest dirty record is older
+than ``max.compaction.lag.ms``; an explicit :meth:`PartitionLog.compact` ignores the ratio.
+
+One **pass**:
+
+1. *Map.* Walk the dirty section batch by batch and record ``digest(key) -> offset`` in an
+   :class:`OffsetMap` (16-byte BLAKE2b digests, as Kafka's SkimpyOffsetMap keeps 16-byte MD5s).
+   The map holds at most ``dedupe_buffer_bytes / 24 * load_factor`` entries; when the next batch
+   might not fit, mapping stops at that batch boundary, ``end``, and the rest of the dirty
+   section is left to the next pass. Memory is bounded whatever the number of keys.
+2. *Clean.* Every cleanable segment with a base offset below ``end`` (clean section included:
+   it may hold values the dirty section superseded) is rewritten. Consecutive segments are
+   **grouped** while their total size fits ``segment.bytes`` (and their index entries
+   ``segment.index.bytes``, their offsets an int32 delta): one output segment per group, named
+   by the group's first base offset, so small cleaned segments merge. A record at offset ``o``
+   with ``o < end`` is dropped when it has no key, when the map holds a larger offset for its
+   key (superseded), or when it is a tombstone (null value) whose timestamp is more than
+   ``delete.retention.ms`` before now (the cleaner's clock). Records at ``o >= end`` are kept.
+   A batch that keeps every record is copied byte for byte; a batch that keeps none is dropped
+   (its offsets become a gap); otherwise each run of consecutive kept offsets is re-encoded as
+   one batch (same codec, timestamp type, producer fields and leader epoch): seriatim's
+   ``validate_batch`` requires ``record_count == lastOffsetDelta + 1``, so gaps live *between*
+   batches, never inside one. Offsets never change; the log start and end offsets never move.
+   Control batches (transaction markers) are always kept verbatim -- no transactions exist
+   yet; removing markers and aborted data needs the transaction index (**hook**: the
+   ``_is_control`` branches in :func:`_filter_batch` and :func:`_build_map`).
+3. *Swap* each group's output in (below), in ascending offset order, then move the checkpoint
+   to ``end``. Passes repeat until the dirty section is consumed.
+
+Reading, mapping and writing happen **off the log's locks**, on ``dup``'ed descriptors of the
+sealed segments (appends only touch the active segment); writes and reads are throttled to
+``io_max_bytes_per_second``. Only the swap takes ``_flush_lock`` and ``_lock``, briefly (a few
+renames and a directory fsync). At swap time the group must still be in the log, unchanged
+(same objects, same sizes, not the active segment): a truncation, retention run or
+``delete_records_before`` that raced with the pass makes the cleaner drop its output instead.
+Replaced segments' descriptors are closed only after a grace period, so a reader that got a
+:class:`FileSlice` just before the swap still reads the (unlinked) old file.
+
+**The swap protocol** for a group ``[S1..Sn]`` (``X`` = S1's base offset)::
+
+    1. write X.log.cleaned, fdatasync it
+    2. rename X.log.cleaned -> X.log.swap; fsync dir          <- the commit point
+    3. rename each Si.{log,index,timeindex} -> *.deleted
+    4. rename X.log.swap -> X.log; fsync dir; write X.index / X.timeindex (fsynced)
+    5. unlink the *.deleted files; fsync dir
+
+Crash states, resolved by :func:`recover_cleaner_files` at the start of every writer open
+(Kafka's LogLoader does the same): ``*.cleaned`` is an uncommitted output -- deleted, the old
+segments are intact; ``*.deleted`` are replaced segments -- deleted; ``X.log.swap`` is a
+committed output -- the swap is completed: every ``.log`` with a base offset in ``[X,
+max(next, X + 1))`` (``next`` = the swap file's last offset + 1) and its indexes are deleted,
+then the swap is renamed to ``X.log`` (its index is rebuilt by recovery). A group segment that
+survives this rule starts after the swap's last offset, so every record in it was dropped by the
+pass: superseded values (a newer one follows) or expired tombstones (no older value of the key
+survived in the swap) -- leaving it is harmless and the next pass removes it.
+
+Invariants (asserted in tests): for every key, reading the log gives the same latest value as
+before cleaning unless that value is a tombstone past ``delete.retention.ms``; offsets strictly
+increase; groups are swapped in ascending order, so at every crash point an older value of a key
+is never exposed without the newer record that superseded it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from seriatim import limits
+from seriatim.clock import Clock
+from seriatim.errors import CorruptLogError
+from seriatim.records import Compression, Record, TimestampType, build_batch, iter_records
+from seriatim.storage.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from seriatim.storage.config import LONG_MAX, LogConfig
+from seriatim.storage.fileops import FileOps, pread_exact, write_all
+from seriatim.storage.segment import (
+    HEADER,
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    MAX_RELATIVE_OFFSET,
+    TIMEINDEX_SUFFIX,
+    BatchInfo,
+    Scan,
+    Segment,
+    parse_segment_name,
+    segment_name,
+)
+
+if TYPE_CHECKING:
+    from seriatim.storage.log import PartitionLog
+
+CLEANED_SUFFIX = ".cleaned"
+SWAP_SUFFIX = ".swap"
+DELETED_SUFFIX = ".deleted"
+CLEANER_CHECKPOINT_FILE = "cleaner-offset-checkpoint"
+DIGEST_BYTES = 16
+BYTES_PER_ENTRY = DIGEST_BYTES + 8  # Kafka's SkimpyOffsetMap: hash + offset
+
+_ATTR_COMPRESSION_MASK = 0x07
+_ATTR_LOG_APPEND_TIME = 0x08
+_ATTR_TRANSACTIONAL = 0x10
+_ATTR_CONTROL = 0x20
+
+#: ``fault(step)`` is called after each step of the swap ("cleaned-written", "swap-committed",
+#: "old-renamed-<i>", "swap-installed", "indexes-written", "deleted-removed"); tests raise to
+#: simulate a crash there.
+FaultHook = Callable[[str], None]
+
+log = logging.getLogger("seriatim.storage.cleaner")
+
+
+class CleaningAborted(Exception):
+    """The pass was abandoned (the log closed, or its segments changed under it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CleanerConfig:
+    """Broker-wide cleaner settings (Kafka's ``log.cleaner.*``)."""
+
+    dedupe_buffer_bytes: int = limits.LOG_CLEANER_DEDUPE_BUFFER_BYTES_DEFAULT
+    io_max_bytes_per_second: float = math.inf
+    load_factor: float = limits.LOG_CLEANER_IO_BUFFER_LOAD_FACTOR
+
+    def __post_init__(self) -> None:
+        if self.dedupe_buffer_bytes < BYTES_PER_ENTRY:
+            raise ValueError(f"dedupe_buffer_bytes must be >= {BYTES_PER_ENTRY}")
+        if not self.io_max_bytes_per_second > 0:
+            raise ValueError("io_max_bytes_per_second must be > 0")
+        if not 0.0 < self.load_factor <= 1.0:
+            raise ValueError("load_factor must be in (0, 1]")
+
+    @property
+    def map_capacity(self) -> int:
+        """Entries the offset map may hold."""
+        return max(1, int(self.dedupe_buffer_bytes // BYTES_PER_ENTRY * self.load_factor))
+
+
+@dataclass(slots=True)
+class CleanStats:
+    """What one :meth:`Cleaner.clean` call did; ``reason`` says why it stopped or skipped."""
+
+    reason: str = ""
+    passes: int = 0
+    groups_swapped: int = 0
+    segments_in: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    records_read: int = 0
+    records_removed: int = 0
+    tombstones_removed: int = 0
+    map_entries_max: int = 0
+    first_dirty_offset: int = -1
+    oldest_tombstone_ms: int = LONG_MAX  # of the tombstones the last pass kept
+
+    @property
+    def cleaned(self) -> bool:
+        return self.passes > 0
+
+    def add(self, other: CleanStats) -> None:
+        for name in ("passes", "groups_swapped", "segments_in", "bytes_read", "bytes_written",
+                     "records_read", "records_removed", "tombstones_removed"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.map_entries_max = max(self.map_entries_max, other.map_entries_max)
+
+
+class OffsetMap:
+    """``digest(key) -> latest offset``, bounded to ``capacity`` entries."""
+
+    __slots__ = ("_map", "capacity")
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("an offset map needs room for at least one key")
+        self.capacity = capacity
+        self._map: dict[bytes, int] = {}
+
+    @staticmethod
+    def digest(key: bytes) -> bytes:
+        return hashlib.blake2b(key, digest_size=DIGEST_BYTES).digest()
+
+    def room_for(self, n: int) -> bool:
+        """True if ``n`` new keys fit (an empty map takes any one batch: progress)."""
+        return not self._map or len(self._map) + n <= self.capacity
+
+    def put(self, key: bytes, offset: int) -> None:
+        self._map[self.digest(key)] = offset
+
+    def get(self, key: bytes) -> int:
+        """The latest mapped offset of ``key``; -1 if absent."""
+        return self._map.get(self.digest(key), -1)
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+
+class Throttler:
+    """Caps the cleaner's I/O at ``rate`` bytes/s by sleeping (Kafka's Throttler)."""
+
+    def __init__(self, rate: float, clock: Clock,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.rate = rate
+        self._clock = clock
+        self._sleep = sleep
+        self._window_start_ns = clock.monotonic_ns()
+        self._window_bytes = 0
+        self.slept_s = 0.0
+
+    def charge(self, n_bytes: int) -> None:
+        if math.isinf(self.rate):
+            return
+        self._window_bytes += n_bytes
+        now = self._clock.monotonic_ns()
+        elapsed_s = (now - self._window_start_ns) / 1e9
+        owed_s = self._window_bytes / self.rate - elapsed_s
+        if owed_s > 0:
+            self._sleep(owed_s)
+            self.slept_s += owed_s
+        if elapsed_s >= 1.0:  # a fresh window: no credit for idle time long ago
+            self._window_start_ns = self._clock.monotonic_ns()
+            self._window_bytes = 0
+
+
+# --- the cleaner checkpoint -------------------------------------------------------------------
+
+
+def read_first_dirty(directory: str) -> int | None:
+    """The cleaner checkpoint: where the dirty section starts (None: never cleaned)."""
+    try:
+        entries = read_checkpoint(os.path.join(directory, CLEANER_CHECKPOINT_FILE), 1)
+    except CheckpointError as exc:
+        log.warning("%s: %s; treating the whole log as dirty", directory, exc)
+        return None
+    return entries[0][0] if entries else None
+
+
+def write_first_dirty(directory: str, offset: int, fs: FileOps) -> None:
+    write_checkpoint(os.path.join(directory, CLEANER_CHECKPOINT_FILE), [(offset,)], fs)
+
+
+# --- recovery: resolving an interrupted swap ---------------------------------------------------
+
+
+def recover_cleaner_files(directory: str, fs: FileOps) -> list[str]:
+    """Resolve ``.cleaned`` / ``.swap`` / ``.deleted`` leftovers (see the module docstring).
+
+    Called by the writer's open before segments are listed. Returns notes for the recovery
+    report. Raises CorruptLogError if a ``.swap`` file is damaged: it was fsynced before its
+    rename, so damage there is not a torn write, and completing the swap would drop data.
+    """
+    names = sorted(os.listdir(directory))
+    notes: list[str] = []
+    changed = False
+    for name in names:
+        if name.endswith((CLEANED_SUFFIX, DELETED_SUFFIX)):
+            os.unlink(os.path.join(directory, name))
+            notes.append(f"removed {name} (interrupted cleaning)")
+            changed = True
+    for name in names:
+        if not name.endswith(LOG_SUFFIX + SWAP_SUFFIX):
+            continue
+        base = parse_segment_name(name[: -len(SWAP_SUFFIX)])
+        if base is None:
+            continue
+        swap_path = os.path.join(directory, name)
+        limit = max(_next_offset_of(swap_path, base), base + 1)
+        for other in sorted(os.listdir(directory)):
+            other_base = parse_segment_name(other)
+            if other_base is not None and base <= other_base < limit:
+                _unlink_segment_files(directory, other_base)
+                notes.append(f"removed {other}, replaced by {name}")
+        _unlink_segment_files(directory, base)  # the replaced segment's stale indexes
+        fs.replace(swap_path, os.path.join(directory, segment_name(base) + LOG_SUFFIX))
+        notes.append(f"completed the swap of {name}")
+        changed = True
+    if changed:
+        fs.fsync_dir(directory)
+        for note in notes:
+            log.info("%s: %s", directory, note)
+    return notes
+
+
+def _next_offset_of(path: str, base: int) -> int:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        scan = Scan(fd, 0, size, verify_crc=True, min_offset=base)
+        nxt = base
+        for b in scan:
+            nxt = b.last_offset + 1
+        if scan.stop_reason is not None:
+            raise CorruptLogError(path, scan.stop_position,
+                                  f"damaged swap file ({scan.stop_reason}); refusing to complete "
+                                  "the interrupted compaction")
+        return nxt
+    finally:
+        os.close(fd)
+
+
+def _unlink_segment_files(directory: str, base: int) -> None:
+    stem = os.path.join(directory, segment_name(base))
+    for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+        try:
+            os.unlink(stem + suffix)
+        except FileNotFoundError:
+            pass
+
+
+# --- swap steps (called by PartitionLog under its locks) ---------------------------------------
+
+
+def cleaned_path(directory: str, base: int) -> str:
+    return os.path.join(directory, segment_name(base) + LOG_SUFFIX + CLEANED_SUFFIX)
+
+
+def swap_in(directory: str, old: list[Segment], new: Segment, fs: FileOps,
+            fault: FaultHook | None) -> None:
+    """Steps 2-5 of the swap protocol. Any OSError is the caller's to turn into fail-stop."""
+    hook = fault or _no_fault
+    base = new.base_offset
+    swap = os.path.join(directory, segment_name(base) + LOG_SUFFIX + SWAP_SUFFIX)
+    fs.replace(cleaned_path(directory, base), swap)
+    fs.fsync_dir(directory)
+    hook("swap-committed")
+    doomed: list[str] = []
+    for i, seg in enumerate(old):
+        for path in (seg.log_path, seg.index.path, seg.time_index.path):
+            if os.path.exists(path):
+                fs.replace(path, path + DELETED_SUFFIX)
+                doomed.append(path + DELETED_SUFFIX)
+        hook(f"old-renamed-{i}")
+    fs.replace(swap, new.log_path)
+    fs.fsync_dir(directory)
+    hook("swap-installed")
+    new.persist_indexes(fs, sync=True, rewrite=True)
+    hook("indexes-written")
+    for path in doomed:
+        os.unlink(path)  # open descriptors keep the data readable for in-flight readers
+    fs.fsync_dir(directory)
+    hook("deleted-removed")
+
+
+def _no_fault(step: str) -> None:
+    return None
+
+
+# --- the cleaner ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """A segment being cleaned: the live object (for the swap check) and a private fd."""
+
+    seg: Segment
+    fd: int
+    size: int
+    base_offset: int
+    next_offset: int
+    index_entries: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    first_dirty: int
+    stop: int  # first uncleanable offset: the base of the first segment not cleanable
+    cleanable: int  # how many segments from the first are cleanable
+    dirty_ratio: float
+
+
+class Cleaner:
+    """Cleans one log at a time; holds no state between calls except its config."""
+
+    def __init__(self, config: CleanerConfig | None = None, *, clock: Clock | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config or CleanerConfig()
+        self._clock = clock
+        self._sleep = sleep
+
+    def clean(self, plog: PartitionLog, now_ms: int | None = None, *, force: bool = False,
+              fault: FaultHook | None = None) -> CleanStats:
+        """Compact ``plog`` if it is due (always, with ``force``); see the module docstring."""
+        stats = CleanStats()
+        cfg = plog.config
+        if plog.readonly or not cfg.compact:
+            stats.reason = "cleanup.policy does not include compact"
+            return stats
+        clock = self._clock or plog.clock
+        now = clock.wall_ms() if now_ms is None else now_ms
+        throttler = Throttler(self.config.io_max_bytes_per_second, clock, self._sleep)
+        try:
+            with plog.cleaning():
+                while True:
+                    plan = self._plan(plog, cfg, now, force=force, first=not stats.passes)
+                    if isinstance(plan, str):
+                        if not stats.passes:
+                            stats.reason = plan
+                        break
+                    done = self._pass(plog, cfg, plan, now, throttler, stats, fault)
+                    stats.passes += 1
+                    stats.first_dirty_offset = done
+                    stats.reason = "cleaned"
+        except CleaningAborted as exc:
+            stats.reason = f"aborted: {exc}"
+        else:
+            if stats.passes:
+                plog.tombstones_expire_ms = (
+                    LONG_MAX if stats.oldest_tombstone_ms == LONG_MAX
+                    else stats.oldest_tombstone_ms + cfg.delete_retention_ms)
+        if stats.passes:
+            log.info("%s: cleaned in %d pass(es): %d group(s), %d -> %d bytes, %d record(s) "
+                     "removed (%d tombstone(s))", plog.path, stats.passes, stats.groups_swapped,
+                     stats.bytes_read, stats.bytes_written, stats.records_removed,
+                     stats.tombstones_removed)
+        return stats
+
+    # --- planning -----------------------------------------------------------------------------
+
+    def _plan(self, plog: PartitionLog, cfg: LogConfig, now_ms: int, *, force: bool,
+              first: bool) -> _Plan | str:
+        """What the next pass cleans, or why there is none. After the first pass of a clean,
+        passes continue while anything is dirty, whatever the ratio."""
+        segs, log_start = plog.cleaner_view()
+        active_base = segs[-1].base_offset
+        first_dirty = read_first_dirty(plog.path)
+        first_dirty = min(max(first_dirty or 0, log_start, segs[0].base_offset), active_base)
+        cleanable = 0
+        for seg in segs[:-1]:
+            if cfg.min_compaction_lag_ms > 0 and seg.max_timestamp > \
+                    now_ms - cfg.min_compaction_lag_ms:
+                break
+            cleanable += 1
+        if not cleanable:
+            return "no segment is cleanable yet (active, or within min.compaction.lag.ms)"
+        stop = segs[cleanable].base_offset
+        if first_dirty >= stop:
+            # Nothing dirty. A pass over the clean section still removes tombstones whose
+            # delete.retention.ms has passed (and merges small segments): when asked to, or
+            # when the oldest tombstone the last pass kept is due (unknown after a restart).
+            if first and (force or now_ms >= plog.tombstones_expire_ms):
+                return _Plan(first_dirty, first_dirty, cleanable, 0.0)
+            return "nothing dirty"
+        dirty_segs = [s for s in segs[:cleanable] if s.next_offset > first_dirty]
+        dirty = sum(s.size for s in dirty_segs)
+        total = sum(s.size for s in segs[:cleanable])
+        ratio = dirty / total if total else 0.0
+        if first and not force and ratio < cfg.min_cleanable_dirty_ratio:
+            oldest = dirty_segs[0].rolling_timestamp if dirty_segs else None
+            overdue = (cfg.max_compaction_lag_ms < LONG_MAX and oldest is not None
+                       and oldest >= 0 and now_ms - oldest > cfg.max_compaction_lag_ms)
+            if not overdue:
+                return (f"dirty ratio {ratio:.3f} is below min.cleanable.dirty.ratio "
+                        f"{cfg.min_cleanable_dirty_ratio}")
+        return _Plan(first_dirty, stop, cleanable, ratio)
+
+    # --- one pass -------------------------------------------------------------------------------
+
+    def _pass(self, plog: PartitionLog, cfg: LogConfig, plan: _Plan, now_ms: int,
+              throttler: Throttler, stats: CleanStats, fault: FaultHook | None) -> int:
+        sources = plog.open_for_cleaning(plan.cleanable)
+        stats.oldest_tombstone_ms = LONG_MAX
+        try:
+            omap = OffsetMap(self.config.map_capacity)
+            end, full = _build_map(sources, plan.first_dirty, plan.stop, omap, throttler,
+                                   plog, stats)
+            stats.map_entries_max = max(stats.map_entries_max, len(omap))
+            todo = [s for s in sources if s.base_offset < end]
+            horizon_ms = now_ms - cfg.delete_retention_ms
+            for group in group_segments(todo, cfg.segment_bytes, cfg.segment_index_bytes):
+                new, changed = _clean_group(plog, group, omap, end, horizon_ms, cfg,
+                                            throttler, stats)
+                if not changed:
+                    new.close()
+                    os.unlink(cleaned_path(plog.path, new.base_offset))
+                    continue
+                if fault is not None:
+                    fault("cleaned-written")
+                if not plog.replace_segments([s.seg for s in group], [s.size for s in group],
+                                             new, fault):
+                    new.close()
+                    _unlink_quietly(cleaned_path(plog.path, new.base_offset))
+                    raise CleaningAborted("the log changed under the cleaner")
+                stats.groups_swapped += 1
+                stats.segments_in += len(group)
+            done = end if full else plan.stop
+            write_first_dirty(plog.path, done, plog.fs)
+            return done
+        finally:
+            for s in sources:
+                os.close(s.fd)
+
+
+def group_segments(sources: list[_Source], max_bytes: int,
+                   max_index_bytes: int) -> list[list[_Source]]:
+    """Consecutive runs whose total size fits ``max_bytes`` (Kafka's groupSegmentsBySize)."""
+    groups: list[list[_Source]] = []
+    i = 0
+    while i < len(sources):
+        group = [sources[i]]
+        size, entries = sources[i].size, sources[i].index_entries
+        i += 1
+        while i < len(sources):
+            nxt = sources[i]
+            if size + nxt.size > max_bytes \
+                    or (entries + nxt.index_entries) * 8 > max_index_bytes \
+                    or nxt.next_offset - 1 - group[0].base_offset > MAX_RELATIVE_OFFSET:
+                break
+            group.append(nxt)
+            size += nxt.size
+            entries += nxt.index_entries
+            i += 1
+        groups.append(group)
+    return groups
+
+
+def _batches(src: _Source, plog: PartitionLog, throttler: Throttler
+             ) -> Iterator[tuple[BatchInfo, bytes]]:
+    scan = Scan(src.fd, 0, src.size, verify_crc=False, min_offset=src.base_offset)
+    for info in scan:
+        plog.check_cleaning_allowed()
+        throttler.charge(info.size)
+        yield info, pread_exact(src.fd, info.size, info.position)
+    if scan.stop_reason is not None:
+        raise CorruptLogError(src.seg.log_path, scan.stop_position, scan.stop_reason)
+
+
+def _build_map(sources: list[_Source], first_dirty: int, stop: int, omap: OffsetMap,
+               throttler: Throttler, plog: PartitionLog, stats: CleanStats) -> tuple[int, bool]:
+    """Map the dirty section; returns (end of the mapped range, whether the map filled)."""
+    end = first_dirty
+    for src in sources:
+        if src.next_offset <= first_dirty:
+            continue
+        if src.base_offset >= stop:
+            break
+        for info, batch in _batches(src, plog, throttler):
+            stats.bytes_read += info.size
+            if info.last_offset < first_dirty:
+                continue
+            if not omap.room_for(info.record_count):
+                return end, True
+            if not info.attributes & _ATTR_CONTROL:  # hook: transaction markers carry no key
+                for rec in iter_records(batch):
+                    if rec.key is not None and rec.offset >= first_dirty:
+                        omap.put(rec.key, rec.offset)
+            end = info.last_offset + 1
+        end = max(end, src.next_offset)
+    return end, False
+
+
+def _clean_group(plog: PartitionLog, group: list[_Source], omap: OffsetMap, end: int,
+                 horizon_ms: int, cfg: LogConfig, throttler: Throttler,
+                 stats: CleanStats) -> tuple[Segment, bool]:
+    """Write the group's kept batches to ``<base>.log.cleaned``; returns the new segment (fd
+    open, state and indexes in memory) and whether it differs from the group."""
+    directory = plog.path
+    base = group[0].base_offset
+    path = cleaned_path(directory, base)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+    new = Segment(directory, base, fd, 0)
+    changed = len(group) > 1
+    out = bytearray()
+    position = 0  # bytes emitted so far (written or buffered in ``out``)
+    try:
+        for src in group:
+            for info, batch in _batches(src, plog, throttler):
+                stats.bytes_read += info.size
+                kept = _filter_batch(batch, info, omap, end, horizon_ms, stats)
+                if kept is None:
+                    kept = [batch]
+                else:
+                    changed = True
+                for piece in kept:
+                    h = HEADER.unpack_from(piece)  # baseOffset [0], lastOffsetDelta [6], maxTs [8]
+                    new.on_append(position, len(piece), h[0] + h[6], h[8],
+                                  cfg.index_interval_bytes)
+                    position += len(piece)
+                    out += piece
+                if len(out) >= limits.LOG_CLEANER_WRITE_BUFFER_BYTES:
+                    _flush_out(plog, fd, out, throttler, stats)
+        _flush_out(plog, fd, out, throttler, stats)
+        invariant_size = os.fstat(fd).st_size
+        if invariant_size != position or new.size != position:
+            raise CorruptLogError(path, invariant_size,
+                                  f"cleaned segment holds {invariant_size} bytes, "
+                                  f"{position} were written")
+        plog.fs.fdatasync(fd)
+        new.seal_time_index()
+        new.rolling_timestamp = new._first_batch_max_timestamp()
+        new.created_ms = plog.clock.wall_ms()
+        mtime = max(s.mtime_ns for s in group)
+        os.utime(fd, ns=(mtime, mtime))
+    except BaseException:
+        new.close()
+        _unlink_quietly(path)
+        raise
+    return new, changed
+
+
+def _flush_out(plog: PartitionLog, fd: int, out: bytearray, throttler: Throttler,
+               stats: CleanStats) -> None:
+    if out:
+        throttler.charge(len(out))
+        write_all(plog.fs, fd, out)
+        stats.bytes_written += len(out)
+        out.clear()
+
+
+def _filter_batch(batch: bytes, info: BatchInfo, omap: OffsetMap, end: int, horizon_ms: int,
+                  stats: CleanStats) -> list[bytes] | None:
+    """The batches that replace ``batch`` (None: keep it as it is; []: drop it)."""
+    if info.attributes & _ATTR_CONTROL or info.base_offset >= end:
+        return None  # hook: transaction markers are kept until transactions exist
+    records = list(iter_records(batch))
+    stats.records_read += len(records)
+    kept: list[Record] = []
+    for rec in records:
+        if rec.offset >= end:
+            kept.append(rec)
+        elif rec.key is None or omap.get(rec.key) > rec.offset:
+            continue  # no key (cannot be compacted), or superseded
+        elif rec.value is None and rec.timestamp_ms < horizon_ms:
+            stats.tombstones_removed += 1
+        else:
+            if rec.value is None and rec.timestamp_ms < stats.oldest_tombstone_ms:
+                stats.oldest_tombstone_ms = rec.timestamp_ms
+            kept.append(rec)
+    stats.records_removed += len(records) - len(kept)
+    if len(kept) == len(records):
+        return None
+    return [_encode_run(run, info) for run in _runs(kept)]
+
+
+def _runs(records: list[Record]) -> Iterator[list[Record]]:
+    """Maximal runs of consecutive offsets."""
+    run: list[Record] = []
+    for rec in records:
+        if run and rec.offset != run[-1].offset + 1:
+            yield run
+            run = []
+        run.append(rec)
+    if run:
+        yield run
+
+
+def _encode_run(run: list[Record], info: BatchInfo) -> bytes:
+    attrs = info.attributes
+    append_time = bool(attrs & _ATTR_LOG_APPEND_TIME)
+    first = run[0].offset
+    seq = info.base_sequence
+    if seq >= 0:
+        seq = (seq + first - info.base_offset) % (2**31)
+    return build_batch(
+        [(r.key, r.value, r.headers, r.timestamp_ms) for r in run],
+        base_offset=first,
+        compression=Compression(attrs & _ATTR_COMPRESSION_MASK),
+        timestamp_ms=info.max_timestamp if append_time else run[0].timestamp_ms,
+        producer_id=info.producer_id,
+        producer_epoch=info.producer_epoch,
+        base_sequence=seq,
+        partition_leader_epoch=info.leader_epoch,
+        timestamp_type=TimestampType.LOG_APPEND_TIME if append_time
+        else TimestampType.CREATE_TIME,
+        transactional=bool(attrs & _ATTR_TRANSACTIONAL),
+    )
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def source_of(seg: Segment) -> _Source:
+    """Snapshot ``seg`` for cleaning with its own descriptor (call under the log's lock)."""
+    fd = os.dup(seg.fd)
+    return _Source(seg, fd, seg.size, seg.base_offset, seg.next_offset, len(seg.index),
+                   os.fstat(fd).st_mtime_ns)
+
