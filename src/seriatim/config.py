@@ -385,6 +385,10 @@ LOG_TOPIC_KEYS = (
     "flush.policy",
     "flush.messages",
     "flush.ms",
+    "min.compaction.lag.ms",
+    "max.compaction.lag.ms",
+    "delete.retention.ms",
+    "min.cleanable.dirty.ratio",
 )
 
 # Unit families: (key, milliseconds per unit), in Kafka's precedence order.

@@ -273,6 +273,8 @@ def test_topic_defaults_map_broker_keys_to_topic_keys() -> None:
         "segment.bytes", "segment.ms", "segment.index.bytes", "index.interval.bytes",
         "retention.ms", "retention.bytes", "max.message.bytes", "message.timestamp.type",
         "cleanup.policy", "flush.policy", "flush.messages", "flush.ms",
+        "min.compaction.lag.ms", "max.compaction.lag.ms", "delete.retention.ms",
+        "min.cleanable.dirty.ratio",
     }  # fmt: skip
 
 
