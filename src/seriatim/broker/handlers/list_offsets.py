@@ -21,7 +21,8 @@ EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
 @REGISTRY.handles(2, 1, 7)
 async def handle(ctx: RequestContext, request: Any) -> Any:
     state = ctx.state
-    resp_cls = response_class(2, ctx.header.api_version)
+    version = ctx.header.api_version
+    resp_cls = response_class(2, version)
     topic_cls = nested(resp_cls, "topics")
     part_cls = nested(topic_cls, "partitions")
     topics = []
@@ -29,16 +30,15 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         parts = []
         for p in topic.partitions:
             code, timestamp, offset = _lookup(state, topic.name, p.partition_index, p.timestamp)
-            parts.append(
-                make(
-                    part_cls,
-                    partition_index=p.partition_index,
-                    error_code=kio_error(code),
-                    timestamp=timestamp,
-                    offset=offset,
-                    leader_epoch=0 if code == ErrorCode.NONE else -1,
-                )
-            )
+            fields: dict[str, Any] = {
+                "partition_index": p.partition_index,
+                "error_code": kio_error(code),
+                "timestamp": timestamp,
+                "offset": offset,
+            }
+            if version >= 4:
+                fields["leader_epoch"] = 0 if code == ErrorCode.NONE else -1
+            parts.append(make(part_cls, **fields))
         topics.append(make(topic_cls, name=topic.name, partitions=tuple(parts)))
     return make(resp_cls, topics=tuple(topics))
 

@@ -10,6 +10,7 @@ One node: it is the leader and the only replica of every partition, and the cont
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -54,7 +55,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             continue
         count = state.topics()[name]
         parts = tuple(
-            make(
+            _make(
                 part_cls,
                 partition_index=p,
                 leader_id=state.node_id,
@@ -66,16 +67,23 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
             for p in range(count)
         )
         topics.append(
-            make(topic_cls, name=name, partitions=parts, is_internal=name.startswith("__"))
+            _make(topic_cls, name=name, partitions=parts, is_internal=name.startswith("__"))
         )
 
     broker = make(
         broker_cls, node_id=state.node_id, host=state.advertised.host, port=state.advertised.port
     )
-    return make(
+    return _make(
         resp_cls,
         brokers=(broker,),
         cluster_id=state.cluster_id,
         controller_id=state.node_id,
         topics=tuple(topics),
     )
+
+
+def _make(cls: type[Any], /, **fields: Any) -> Any:
+    """make() with only the fields this version has: leader_epoch is v7+, offline_replicas
+    v5+, is_internal and controller_id v1+, cluster_id v2+."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    return make(cls, **{k: v for k, v in fields.items() if k in known})
