@@ -24,6 +24,9 @@ PARTITIONS = 6
 FAST = {
     "session.timeout.ms": 6000,
     "heartbeat.interval.ms": 500,
+    # The rebalance timeout: bounded so that a stalled rebalance fails in seconds, not in the
+    # default 300 s (which is also pytest's per-test timeout).
+    "max.poll.interval.ms": 20000,
     "enable.auto.commit": False,
     "auto.offset.reset": "earliest",
     "topic.metadata.refresh.interval.ms": 1000,
@@ -143,7 +146,7 @@ _DYING_CONSUMER = textwrap.dedent(
     import sys, confluent_kafka as ck
     c = ck.Consumer({"bootstrap.servers": sys.argv[1], "group.id": "g-death",
                      "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
-                     "auto.offset.reset": "earliest"})
+                     "max.poll.interval.ms": 20000, "auto.offset.reset": "earliest"})
     c.subscribe(["orders"])
     while True:
         c.poll(0.1)

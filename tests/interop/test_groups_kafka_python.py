@@ -45,6 +45,7 @@ def consumer(bootstrap: str, group: str) -> kafka.KafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         session_timeout_ms=6000,
+        max_poll_interval_ms=20000,  # bounded rebalance timeout (default 300 s)
         heartbeat_interval_ms=500,
         metadata_max_age_ms=1000,
     )
