@@ -57,10 +57,6 @@ def load_all() -> ApiRegistry:
     global _loaded
     if not _loaded:
         for name in _MODULES:
-            try:
-                importlib.import_module(f"{__name__}.{name}")
-            except ModuleNotFoundError as exc:
-                if exc.name != f"{__name__}.{name}":
-                    raise
+            importlib.import_module(f"{__name__}.{name}")
         _loaded = True
     return REGISTRY
