@@ -7,7 +7,7 @@ STAMP_RUN  := $(VENV)/.stamp-run
 STAMP_TEST := $(VENV)/.stamp-test
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench venv clean debian-test-tools debian-bench-tools
+.PHONY: run test lint bench venv clean debian-test-tools debian-bench-tools fuzz soak
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,7 @@ test: $(STAMP_TEST) debian-test-tools
 	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(STAMP_TEST)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench fuzz tools
 	$(VENV)/bin/mypy
 
 # Redis Streams is the benchmarks' baseline; optional: without it those rows say why they are missing.
@@ -56,3 +56,17 @@ bench: $(STAMP_TEST) debian-bench-tools
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+FUZZ_SECONDS ?= 600
+FUZZ_FLAGS = -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 -malloc_limit_mb=256 -timeout=1 -artifact_prefix=fuzz/
+## Long fuzz runs of both targets (crash files land in fuzz/; copy them to fuzz/regressions/).
+fuzz: $(STAMP_TEST)
+	@mkdir -p fuzz/corpus/requests fuzz/corpus/records
+	$(PY) fuzz/fuzz_requests.py $(FUZZ_FLAGS) fuzz/corpus/requests fuzz/seeds/requests & p=$$!; \
+	$(PY) fuzz/fuzz_records.py $(FUZZ_FLAGS) fuzz/corpus/records fuzz/seeds/records; r2=$$?; \
+	wait $$p; r1=$$?; exit $$(( r1 || r2 ))
+
+SOAK_MINUTES ?= 10
+## kill -9 loop + malformed corpus, repeated (outside CI).
+soak: $(STAMP_TEST)
+	$(PY) tools/soak.py --minutes $(SOAK_MINUTES)

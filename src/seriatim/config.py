@@ -217,6 +217,21 @@ def _protocol_map(raw: str) -> dict[str, str]:
     return result
 
 
+def _ip_overrides(raw: str) -> dict[str, int]:
+    """``max.connections.per.ip.overrides``: ``host:count`` pairs, comma separated (an IPv6
+    host keeps its colons: the count is after the last one)."""
+    result: dict[str, int] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        host, sep, count = item.rpartition(":")
+        host = host.strip().strip("[]")
+        if not sep or not host:
+            raise ValueError(f"expected host:count, got {item!r}")
+        result[host] = _int(0)(count.strip())
+    return result
+
+
 def _names(raw: str) -> tuple[str, ...]:
     return tuple(item.strip().upper() for item in raw.split(",") if item.strip())
 
@@ -241,6 +256,11 @@ _KEYS: dict[str, _Key] = {
     "controller.listener.names": _K(None, _names),
     "socket.request.max.bytes": _K("104857600", _int(1)),
     "connections.max.idle.ms": _K("600000", _long()),
+    "max.connections": _K(str(INT_MAX), _int(0)),
+    "max.connections.per.ip": _K(str(INT_MAX), _int(0)),
+    "max.connections.per.ip.overrides": _K("", _ip_overrides),
+    # seriatim's own: a request frame must complete this long after its first byte (slowloris)
+    "connections.request.read.timeout.ms": _K("30000", _long()),
     # identity and storage
     "node.id": _K(None, _int(0)),  # seriatim's default is 1, see _build
     "broker.id": _K(None, _int(-1)),  # Kafka's pre-KRaft name for node.id
@@ -542,6 +562,12 @@ class BrokerConfig:
     group_max_session_timeout_ms: int  # group.max.session.timeout.ms
     offsets_topic_num_partitions: int  # offsets.topic.num.partitions
     offsets_retention_minutes: int  # offsets.retention.minutes
+    max_connections: int = INT_MAX  # max.connections (all listeners together)
+    max_connections_per_ip: int = INT_MAX  # max.connections.per.ip
+    # max.connections.per.ip.overrides: host -> limit
+    max_connections_per_ip_overrides: Mapping[str, int] = field(default_factory=dict)
+    # connections.request.read.timeout.ms (seriatim's own; <= 0: never)
+    connections_request_read_timeout_ms: int = 30_000
     warnings: tuple[str, ...] = ()  # what was logged while building (unknown keys ...)
     _entries: Mapping[str, ConfigEntry] = field(default_factory=dict, repr=False)
 
@@ -817,6 +843,10 @@ def _build(entries: dict[str, ConfigEntry]) -> BrokerConfig:
         group_max_session_timeout_ms=parsed["group.max.session.timeout.ms"],
         offsets_topic_num_partitions=parsed["offsets.topic.num.partitions"],
         offsets_retention_minutes=parsed["offsets.retention.minutes"],
+        max_connections=parsed["max.connections"],
+        max_connections_per_ip=parsed["max.connections.per.ip"],
+        max_connections_per_ip_overrides=parsed["max.connections.per.ip.overrides"],
+        connections_request_read_timeout_ms=parsed["connections.request.read.timeout.ms"],
         warnings=tuple(warnings),
         _entries=entries,
     )

@@ -22,6 +22,13 @@ what is left; let closing sockets flush (bounded), abort the rest; finally ``awa
 when no handler can run any more, so the broker flushes and writes its clean-shutdown marker
 with no request in flight.
 
+Connection limits (Kafka's names): ``max.connections`` (all listeners together),
+``max.connections.per.ip`` and ``max.connections.per.ip.overrides``. A connection accepted over
+a limit is closed at once, before it reads a byte, with one (rate-limited) log line: the
+excess costs an accept and a close, nothing else. (Kafka blocks the acceptor at
+``max.connections`` instead; closing keeps the loop free and gives the client the same
+"retry later".) Connections that are already open are never closed to make room.
+
 :func:`run` is what ``seriatim serve`` runs: an event loop (uvloop when importable, unless
 ``SERIATIM_UVLOOP=0``), the server, and SIGTERM/SIGINT handlers that start a graceful stop (a
 second signal exits at once; the log recovers on the next start).
@@ -107,6 +114,9 @@ class Server:
         self._shutdown_timeout_s = shutdown_timeout_s
         self._listeners: list[asyncio.Server] = []
         self._connections: set[Connection] = set()
+        self._per_ip: dict[str, int] = {}  # open (counted) connections by peer host
+        self._rejected = 0  # connections closed for a limit, since start
+        self._rejected_logged_at = -1.0
         self._state = "new"  # new -> starting -> serving -> stopping -> stopped
         self._stopped: asyncio.Event | None = None
 
@@ -137,6 +147,11 @@ class Server:
     def connections(self) -> tuple[Connection, ...]:
         """The open connections (for diagnostics and tests; read on the server's loop)."""
         return tuple(self._connections)
+
+    @property
+    def rejected_connections(self) -> int:
+        """Connections closed at accept because of a connection limit (diagnostics)."""
+        return self._rejected
 
     @property
     def serving(self) -> bool:
@@ -260,15 +275,51 @@ class Server:
             FrameDecoder(max(MIN_FRAME_BYTES, self._config.socket_request_max_bytes)),
             listener=listener,
             idle_timeout_ms=self._config.connections_max_idle_ms,
+            read_timeout_ms=self._config.connections_request_read_timeout_ms,
         )
 
-    def _connection_made(self, conn: Connection) -> None:
-        self._connections.add(conn)
+    def _connection_made(self, conn: Connection) -> bool:
+        """Count ``conn`` in; False (and the connection must close) when over a limit."""
         if self._state != "serving":  # accepted in the instant before close(): refuse
+            self._connections.add(conn)
             conn.shutdown()
+            return True
+        host = conn.info.peer_host if conn.info is not None else "?"
+        cfg = self._config
+        limit = cfg.max_connections_per_ip_overrides.get(host, cfg.max_connections_per_ip)
+        open_here = self._per_ip.get(host, 0)
+        if len(self._connections) >= cfg.max_connections:
+            self._reject(conn, f"max.connections={cfg.max_connections} reached")
+            return False
+        if open_here >= limit:
+            self._reject(conn, f"max.connections.per.ip={limit} reached for {host}")
+            return False
+        self._connections.add(conn)
+        self._per_ip[host] = open_here + 1
+        return True
+
+    def _reject(self, conn: Connection, why: str) -> None:
+        self._rejected += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._rejected_logged_at >= 1.0:  # a flood must not flood the log too
+            self._rejected_logged_at = now
+            log.warning(
+                "closing new connection from %s: %s (%d refused so far)",
+                conn.info.peer if conn.info is not None else "?",
+                why,
+                self._rejected,
+            )
 
     def _connection_lost(self, conn: Connection) -> None:
+        if conn not in self._connections:
+            return  # refused at accept: never counted
         self._connections.discard(conn)
+        host = conn.info.peer_host if conn.info is not None else "?"
+        left = self._per_ip.get(host, 0) - 1
+        if left > 0:
+            self._per_ip[host] = left
+        else:
+            self._per_ip.pop(host, None)
 
 
 # --- the process runtime ------------------------------------------------------------------------

@@ -33,6 +33,15 @@ Idle connections (no bytes in or out and no request in progress for
 ``connections.max.idle.ms``) are closed, as Kafka does. The timer is re-armed lazily: one
 ``call_later`` per idle period, not one per read.
 
+Slow requests (slowloris): once the first byte of a request frame has arrived, the whole frame
+must arrive within ``connections.request.read.timeout.ms`` (seriatim's own key; Kafka has no
+equivalent and relies on the idle timeout, which a trickle of bytes defeats), else the
+connection is closed. Time spent with reading paused by us (back-pressure) does not count.
+One timer per partial frame, armed lazily.
+
+Connection limits are the owner's: :meth:`ConnectionOwner._connection_made` returns False
+for a connection over ``max.connections`` / ``max.connections.per.ip``; it is closed at once.
+
 Shutdown (:meth:`Connection.shutdown`): new frames are ignored, queued ones dropped (never
 started, so never acknowledged: clients retry them), the request in progress finishes and its
 response is written, then the transport is closed (which flushes it).
@@ -108,7 +117,8 @@ class RequestHandler(Protocol):
 class ConnectionOwner(Protocol):
     """The part of the server a connection talks back to."""
 
-    def _connection_made(self, conn: Connection) -> None: ...
+    def _connection_made(self, conn: Connection) -> bool | None:
+        """Count ``conn`` in; False when it is over a connection limit (it closes at once)."""
     def _connection_lost(self, conn: Connection) -> None: ...
 
 
@@ -126,12 +136,16 @@ class Connection(asyncio.Protocol):
         *,
         listener: str,
         idle_timeout_ms: int,
+        read_timeout_ms: int = 0,
     ) -> None:
         self._owner = owner
         self._handler = handler
         self._decoder = decoder
         self._listener = listener
         self._idle_s = idle_timeout_ms / 1000 if idle_timeout_ms > 0 else 0.0
+        self._read_timeout_s = read_timeout_ms / 1000 if read_timeout_ms > 0 else 0.0
+        self._partial_since: float | None = None  # loop time the partial frame began
+        self._read_handle: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self.info: ConnectionInfo | None = None
@@ -164,19 +178,32 @@ class Connection(asyncio.Protocol):
             listener=self._listener,
             connected_ns=time.monotonic_ns(),
         )
-        self._owner._connection_made(self)
+        if self._owner._connection_made(self) is False:
+            self._closing = True
+            transport.abort()  # over a connection limit: nothing to flush, free the fd now
+            return
         if self._idle_s:
             self._idle_handle = self._loop.call_later(self._idle_s, self._idle_check)
 
     def data_received(self, data: bytes) -> None:
         if self._closing:  # bytes already in flight when we decided to close
             return
-        self._last_active = self._loop.time()
+        now = self._last_active = self._loop.time()
+        was_partial = self._decoder.buffered_bytes > 0
         try:
             frames = self._decoder.feed(data)
         except ProtocolError as exc:
             self._protocol_error(exc)
             return
+        if self._read_timeout_s:
+            if self._decoder.buffered_bytes == 0:
+                self._partial_since = None
+            elif frames or not was_partial:  # a new partial frame began in this chunk
+                self._partial_since = now
+                if self._read_handle is None:
+                    self._read_handle = self._loop.call_later(
+                        self._read_timeout_s, self._read_timeout_check
+                    )
         if not frames or self._stopping:
             return
         queue = self._queue
@@ -209,10 +236,10 @@ class Connection(asyncio.Protocol):
         self._queue.clear()
         self._queued_bytes = 0
         self._wake_writer()
-        for handle in (self._idle_handle, self._abort_handle):
+        for handle in (self._idle_handle, self._abort_handle, self._read_handle):
             if handle is not None:
                 handle.cancel()
-        self._idle_handle = self._abort_handle = None
+        self._idle_handle = self._abort_handle = self._read_handle = None
         if not self.lost.done():
             self.lost.set_result(None)
         self._owner._connection_lost(self)
@@ -308,6 +335,34 @@ class Connection(asyncio.Protocol):
         self._queue.clear()
         self._queued_bytes = 0
         self._close()
+
+    def _read_timeout_check(self) -> None:
+        self._read_handle = None
+        if self.info is None or self.info.closed or self._closing:
+            return
+        since = self._partial_since
+        if since is None:
+            return  # the frame completed; the next partial frame re-arms the timer
+        now = self._loop.time()
+        if self._reading_paused:
+            # We stopped reading, not the peer: the frame's clock restarts when we resume.
+            self._partial_since = since = now
+        elif now - since >= self._read_timeout_s:
+            log.info(
+                "closing connection %d from %s: a request frame did not complete within "
+                "%d ms (connections.request.read.timeout.ms; %d bytes of it received)",
+                self.info.id,
+                self.info.peer,
+                int(self._read_timeout_s * 1000),
+                self._decoder.buffered_bytes,
+            )
+            self._queue.clear()
+            self._queued_bytes = 0
+            self._close()
+            return
+        self._read_handle = self._loop.call_later(
+            since + self._read_timeout_s - now, self._read_timeout_check
+        )
 
     def _idle_check(self) -> None:
         self._idle_handle = None

@@ -2,12 +2,14 @@
 
 Theory of operation
 -------------------
-Files in a partition directory (byte tables in docs/formats-storage.md)::
+Files in a partition directory (byte tables in docs/formats.md)::
 
     00000000000000000000.log / .index / .timeindex   segments, named by base offset
     recovery-point-checkpoint      offset below which every byte and index entry was fsynced
     log-start-offset-checkpoint    the first offset a reader may see (delete_records_before)
     leader-epoch-checkpoint        the leader-epoch cache (epoch -> start offset)
+    <offset>.snapshot              producer state after every batch below offset (roll, close)
+    <base>.txnindex                aborted transactions whose marker is in that segment
     .clean-shutdown                written last by close(), deleted first by open()
     .lock                          flock'ed by the one writer
 
@@ -28,7 +30,9 @@ snapshot), ``_flush_lock`` is held for the duration of the fsyncs and by every o
 closes or truncates files (truncate, retention, close), so no descriptor is closed under a
 running fsync. Segment creation and deletion fsync the directory. Any ``OSError`` from a
 write or fsync takes the log **offline**: every later call raises ``StorageError`` (fail-stop;
-a retried fsync may "succeed" after the kernel dropped the dirty pages).
+a retried fsync may "succeed" after the kernel dropped the dirty pages). One exception: a
+batch *write* that fails with ENOSPC/EDQUOT (no fsync involved, nothing acknowledged) is cut
+back off the segment and only that append is refused, so writes resume once space is freed.
 
 **Recovery** (``open`` without a valid clean-shutdown marker). Segments wholly below the
 recovery point are trusted (their index files are sanity-checked and rebuilt if damaged); the
@@ -50,6 +54,14 @@ a torn last batch would make a torn tail look like mid-log damage: refusing is t
 After recovery everything is fsynced and the recovery point checkpointed, so recovery is
 idempotent.
 
+**Producer state** (storage/producer_state.py, storage/txnindex.py). A writer keeps, per
+producer id, the last 5 batches' sequences (idempotence) and open transactions (the last stable
+offset), and the aborted-transaction index. ``append_batch`` checks a producer's batch under the
+lock: a duplicate is answered with the original offsets (``AppendInfo.duplicate``) and not
+written; a sequence or epoch error raises ProducerStateError. After ``open`` (clean or not) the
+state is the newest snapshot at or below the end plus a replay of the batch headers after it;
+``truncate_to`` rebuilds it the same way.
+
 **Readers.** A readonly log takes no lock, never writes, and stops quietly at an incomplete tail
 (the writer may be mid-write); :meth:`refresh` picks up growth of the last segment and new
 segments (the next segment is named by the current end offset).
@@ -60,6 +72,7 @@ segment is appended to; ``start_offset <= end_offset``; ``flushed_offset <= end_
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import os
@@ -89,6 +102,12 @@ from seriatim.storage.config import LogConfig
 from seriatim.storage.epoch import LeaderEpochCache
 from seriatim.storage.fileops import REAL_FILE_OPS, FileOps, pread_exact, writev_all
 from seriatim.storage.lock import DirLock
+from seriatim.storage.producer_state import (
+    ProducerEntry,
+    ProducerStateManager,
+    control_marker,
+    load_latest_snapshot,
+)
 from seriatim.storage.segment import (
     HEADER_BYTES,
     INDEX_SUFFIX,
@@ -96,12 +115,14 @@ from seriatim.storage.segment import (
     LOOKUP_BLOCK_BYTES,
     MAX_RELATIVE_OFFSET,
     TIMEINDEX_SUFFIX,
+    BatchInfo,
     Scan,
     Segment,
     find_valid_batch,
     parse_segment_name,
     segment_name,
 )
+from seriatim.storage.txnindex import AbortedTxn, TxnIndex
 
 RECOVERY_POINT_FILE = "recovery-point-checkpoint"
 LOG_START_FILE = "log-start-offset-checkpoint"
@@ -112,6 +133,8 @@ EARLIEST_TIMESTAMP = -2
 MAX_TIMESTAMP = -3
 
 _ATTR_LOG_APPEND_TIME = 0x08
+_ATTR_TXN = 0x10
+_ATTR_CONTROL = 0x20
 _I64 = struct.Struct(">q")
 _I32 = struct.Struct(">i")
 _I16 = struct.Struct(">h")
@@ -119,6 +142,9 @@ _U32 = struct.Struct(">I")
 _BASE_LEN = struct.Struct(">qi11xi")  # baseOffset, batchLength, .., lastOffsetDelta
 
 log = logging.getLogger("seriatim.storage")
+
+#: errnos of a write that failed for lack of space: refuse the append, stay online
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +154,7 @@ class AppendInfo:
     log_append_time_ms: int  # -1 unless the topic uses LogAppendTime
     max_timestamp_ms: int
     size_bytes: int
+    duplicate: bool = False  # a producer's retry: nothing written, the original offsets
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +239,9 @@ class PartitionLog:
         self.tombstones_expire_ms = 0
         self._compacted_before: bool | None = None  # cached by _strict_offsets
         self._epochs = LeaderEpochCache(self._dir, fs, persist=not readonly)
+        # Producer state (writers only): idempotence, open transactions, aborted index.
+        self._producers = ProducerStateManager()
+        self._txn = TxnIndex(self._dir, fs)
         self.recovery_report = RecoveryReport()
 
     @classmethod
@@ -265,6 +295,7 @@ class PartitionLog:
             self._close_segments()
             self._load_segments(clean_end=None)
         self.recovery_report.notes.extend(cleaner_notes)
+        self._load_producer_state()
 
     def _load_segments(self, *, clean_end: int | None) -> bool:
         cfg = self._config
@@ -516,8 +547,19 @@ class PartitionLog:
             raise InvalidRecordError(
                 f"expected exactly one record batch of {size} bytes, got {len(batch)} bytes")
         view = memoryview(batch)
+        marker = control_marker(view) if hdr.is_control and hdr.producer_id >= 0 else None
         with self._lock:
             self._check_writable()
+            if hdr.producer_id >= 0:
+                if marker is not None:
+                    self._producers.check_marker(hdr.producer_id, hdr.producer_epoch, marker[1])
+                else:
+                    dup = self._producers.check(hdr.producer_id, hdr.producer_epoch,
+                                                hdr.base_sequence, hdr.last_offset_delta,
+                                                hdr.is_transactional)
+                    if dup is not None:
+                        return AppendInfo(dup.first_offset, dup.last_offset, -1, -1, 0,
+                                          duplicate=True)
             seg = self._segments[-1]
             base = seg.next_offset
             last = base + hdr.last_offset_delta
@@ -542,11 +584,17 @@ class PartitionLog:
             try:
                 writev_all(self._fs, seg.fd, (head, view[HEADER_BYTES:size]))
             except OSError as exc:
+                if exc.errno in _NO_SPACE:
+                    self._refuse_append(seg, position, exc)  # raises; the log stays online
                 self._fail(f"write to {seg.log_path} failed", exc, truncate=(seg, position))
             if not view.readonly:
                 view[:HEADER_BYTES] = head  # the contract: offsets are rewritten in place
             seg.on_append(position, size, last, max_ts, cfg.index_interval_bytes)
             self._unflushed_messages += hdr.record_count
+            if hdr.producer_id >= 0:
+                self._apply_producer_batch(seg, hdr.producer_id, hdr.producer_epoch,
+                                           hdr.base_sequence, base, last, max_ts,
+                                           hdr.is_transactional, marker)
             if epoch >= 0 and epoch > self._epochs.latest_epoch:
                 self._assign_epoch_locked(epoch, base)
             if cfg.flush_policy == "always" and not self._group_commit:
@@ -588,6 +636,10 @@ class PartitionLog:
             old.seal_time_index()
             old.persist_indexes(self._fs, sync=always)
             old.index_synced = always
+            # Producer state as of the new segment's base (its aborts file synced first).
+            self._txn.sync(old.base_offset)
+            self._txn.close_file(old.base_offset)
+            self._producers.write_snapshot(self._dir, base, self._fs)
             new = Segment.create(self._dir, base)
             new.created_ms = self._clock.wall_ms()
             self._add_segment(new)
@@ -670,6 +722,22 @@ class PartitionLog:
             except OSError:
                 pass
         raise StorageError(f"{self._dir} is offline: {reason}") from exc
+
+    def _refuse_append(self, seg: Segment, position: int, exc: OSError) -> None:
+        """A write that failed for lack of space (ENOSPC, EDQUOT) refuses only this append.
+
+        Nothing of it was acknowledged and no fsync failed, so there is no fsyncgate hazard:
+        cut the partial batch away (the segment and its in-memory state then agree again, and
+        the next append lands at ``position``) and raise StorageError with the log online, so
+        appends succeed again once space is freed. If the cut itself fails, fail-stop.
+        """
+        try:
+            os.ftruncate(seg.fd, position)
+        except OSError as cut_exc:
+            self._fail(f"write to {seg.log_path} failed ({exc}); cutting it back failed",
+                       cut_exc)
+        log.warning("%s: append refused, no space left: %s", self._dir, exc)
+        raise StorageError(f"{self._dir}: append refused: {exc}") from exc
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -849,6 +917,91 @@ class PartitionLog:
                 best = (seg.max_timestamp, seg.offset_of_max_timestamp)
         return best
 
+    # --- producer state -----------------------------------------------------------------------
+
+    def _apply_producer_batch(self, seg: Segment, pid: int, epoch: int, first_seq: int,
+                              first: int, last: int, timestamp_ms: int, transactional: bool,
+                              marker: tuple[bool, int] | None) -> None:
+        ps = self._producers
+        if marker is None:
+            ps.apply(pid, epoch, first_seq, first, last, timestamp_ms, transactional)
+            return
+        done = ps.apply_marker(pid, epoch, marker[1], marker[0], last, timestamp_ms)
+        if done is not None and done.aborted:
+            lso = ps.first_unstable_offset()
+            try:
+                self._txn.append(AbortedTxn(pid, done.first_offset, done.last_offset,
+                                            last + 1 if lso is None else lso), seg.base_offset)
+            except OSError as exc:
+                self._fail("writing the transaction index failed", exc)
+
+    def _load_producer_state(self) -> None:
+        """Newest snapshot at or below the end, then replay every batch header after it."""
+        end = self.end_offset
+        snap_offset, ps = load_latest_snapshot(self._dir, end, self._fs)
+        self._producers = ps
+        self._txn.close()
+        self._txn = TxnIndex(self._dir, self._fs)
+        start = max(snap_offset, self._log_start)
+        self._txn.load(start)
+        self._txn.drop_below(self._log_start)
+        replayed = 0
+        for seg in self._segments[self._segment_index(start):]:
+            first = seg.find_batch(start) if seg.base_offset < start else None
+            pos = first.position if first is not None else 0
+            for b in Scan(seg.fd, pos, seg.size, verify_crc=False):
+                if b.producer_id < 0 or b.last_offset < start:
+                    continue
+                marker = None
+                if b.attributes & _ATTR_CONTROL:
+                    marker = control_marker(pread_exact(seg.fd, b.size, b.position))
+                    if marker is None:
+                        continue
+                self._apply_producer_batch(seg, b.producer_id, b.producer_epoch,
+                                           b.base_sequence, b.base_offset, b.last_offset,
+                                           b.max_timestamp, bool(b.attributes & _ATTR_TXN),
+                                           marker)
+                replayed += 1
+        if replayed:
+            log.info("%s: producer state: snapshot at %d + %d batch(es) replayed", self._dir,
+                     snap_offset, replayed)
+
+    def first_unstable_offset(self) -> int | None:
+        """First offset of the oldest open transaction (None: no transaction is open)."""
+        with self._lock:
+            return self._producers.first_unstable_offset()
+
+    def aborted_transactions(self, fetch_offset: int, upper_offset: int) -> list[AbortedTxn]:
+        """Aborted transactions overlapping ``[fetch_offset, upper_offset)``."""
+        with self._lock:
+            return self._txn.collect(fetch_offset, upper_offset)
+
+    def producer_entries(self) -> list[ProducerEntry]:
+        """Every producer this partition knows (DescribeProducers); copies."""
+        with self._lock:
+            return [ProducerEntry(e.producer_id, e.epoch, list(e.batches), e.coordinator_epoch,
+                                  e.txn_first_offset, e.last_timestamp_ms)
+                    for e in self._producers.producers.values()]
+
+    def iter_batches(self, offset: int | None = None) -> Iterator[tuple[BatchInfo, bytes]]:
+        """Whole batches (header and bytes) from the one containing ``offset`` to the end as
+        of this call (coordinators replaying an internal topic need the batch headers)."""
+        with self._lock:
+            self._check_usable()
+            start = self._log_start if offset is None else offset
+            self._check_range(start)
+            segs = list(self._segments)
+            stop = self.end_offset
+            idx = self._segment_index(start)
+        for seg in segs[idx:]:
+            first = seg.find_batch(start) if seg.base_offset < start else None
+            pos = first.position if first is not None else 0
+            for b in Scan(seg.fd, pos, seg.size, verify_crc=False):
+                if b.base_offset >= stop:
+                    return
+                if b.last_offset >= start:
+                    yield b, pread_exact(seg.fd, b.size, b.position)
+
     # --- leader epochs ------------------------------------------------------------------------
 
     def assign_epoch(self, epoch: int, start_offset: int) -> None:
@@ -919,6 +1072,8 @@ class PartitionLog:
                 self._write_log_start()
         end = self.end_offset
         self._epochs.truncate_from_end(end)
+        self._txn.truncate_from(end)
+        self._load_producer_state()
         self._flushed = min(self._flushed, end)
         self._write_recovery_point(min(self._flushed, end))
         first_dirty = _cleaner.read_first_dirty(self._dir)
@@ -939,6 +1094,7 @@ class PartitionLog:
                     self._write_log_start()
                     self._epochs.truncate_from_start(offset)
                     self._delete_segments_below_start()
+                    self._txn.drop_below(self._log_start)
                 except OSError as exc:
                     self._fail("deleting records failed", exc)
             return self._log_start
@@ -993,6 +1149,7 @@ class PartitionLog:
                     self._bases.pop(0)
                 self._fs.fsync_dir(self._dir)
                 self._epochs.truncate_from_start(self._log_start)
+                self._txn.drop_below(self._log_start)
             except OSError as exc:
                 self._fail("retention failed", exc)
             log.info("%s: retention deleted %d segment(s); log starts at %d", self._dir,
@@ -1141,6 +1298,7 @@ class PartitionLog:
                     self._close_cleanly()
             finally:
                 self._closed = True
+                self._txn.close()
                 self._close_segments()
                 for _, seg in self._retired:
                     seg.close()
@@ -1159,6 +1317,8 @@ class PartitionLog:
                     seg.persist_indexes(self._fs, sync=True)
             end = self.end_offset
             self._flushed = end
+            self._txn.sync()
+            self._producers.write_snapshot(self._dir, end, self._fs)
             write_checkpoint(os.path.join(self._dir, RECOVERY_POINT_FILE), [(end,)], self._fs)
             write_checkpoint(os.path.join(self._dir, CLEAN_SHUTDOWN_FILE), [(end,)], self._fs)
         except OSError as exc:
