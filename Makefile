@@ -46,7 +46,7 @@ lint: $(STAMP_TEST)
 # Redis Streams is the benchmarks' baseline; optional: without it those rows say why they are missing.
 debian-bench-tools:
 	@if ! command -v redis-server >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  (apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null 2>&1) \
+	  (apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools librdkafka-dev gcc >/dev/null 2>&1) \
 	    || echo "note: could not install redis-server; Redis baselines will be skipped"; \
 	fi
 

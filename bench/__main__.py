@@ -1,12 +1,15 @@
 """Run the benchmarks and rewrite docs/benchmarks.md.
 
     python -m bench                 # everything (< 10 min), rewrites docs/benchmarks.md
-    python -m bench --quick         # smoke run (< 60 s)
-    python -m bench log broker      # some suites: their sections are replaced, others kept
+    python -m bench --quick         # smoke run (< 90 s)
+    python -m bench kreps startup   # some suites: their sections are replaced, others kept
     python -m bench --no-write      # print only
 
-Suites: ``log`` (embedded log vs raw write and sqlite3), ``broker`` (confluent-kafka produce
-and consume vs Redis Streams), ``startup`` (``seriatim serve`` to first accepted connection).
+Suites: ``log`` (embedded log vs raw write and sqlite3), ``kreps`` (Kreps' 2014 scenarios on
+``seriatim serve`` with a C librdkafka load generator checked against a sink, beside Redis
+Streams, raw disk and loopback TCP, plus the broker's CPU per GiB), ``startup`` (``seriatim
+serve`` to first accepted connection, RSS, 1,000 partitions), ``compaction``
+(bench/compaction_bench.py).
 Benchmarks are never pytest tests.
 """
 
@@ -19,13 +22,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import broker_bench, log_bench, startup_bench
+from bench import compaction_suite, kreps_bench, log_bench, startup_bench
 from bench.common import Settings, Suite, machine_info, now_utc
 
 SUITES: dict[str, Callable[[Settings], Suite]] = {
     "log": log_bench.run,
-    "broker": broker_bench.run,
+    "kreps": kreps_bench.run,
     "startup": startup_bench.run,
+    "compaction": compaction_suite.run,
 }
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 BEGIN = "<!-- bench:{} begin -->"
@@ -65,9 +69,12 @@ def render(suites: dict[str, str], commands: list[str], quick: bool) -> str:
     lines += ["Commands (from the repository root, in the project venv):", "", "```sh"]
     lines += commands
     lines += ["```", "",
-              "The Redis baseline needs Debian's `redis-server` (and `redis-tools` for "
-              "redis-benchmark): `apt-get install -y redis-server redis-tools`; without it "
-              "those rows say why they were skipped.", ""]
+              "Debian packages: `apt-get install -y redis-server redis-tools librdkafka-dev` "
+              "(`make bench` installs them when run as root) and a C compiler (`cc`). "
+              "redis-server/redis-tools give the Redis baseline; librdkafka-dev lets the bench "
+              "build its C load generator (`bench/loadgen.c`) into a temp dir. Without them the "
+              "Redis rows say why they were skipped and the load generator falls back to "
+              "confluent-kafka (Python), which cannot keep up with the broker.", ""]
     for name in SUITES:
         if name in suites:
             lines += [BEGIN.format(name), suites[name].rstrip("\n"), "", END.format(name), ""]
@@ -78,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("suites", nargs="*", choices=[*SUITES, []], metavar="suite",
                     help=f"any of {', '.join(SUITES)} (default: all)")
-    ap.add_argument("--quick", action="store_true", help="smoke run: small sizes, < 60 s")
+    ap.add_argument("--quick", action="store_true", help="smoke run: small sizes, < 90 s")
     ap.add_argument("--runs", type=int, default=None, help="measured runs per figure")
     ap.add_argument("--no-write", action="store_true", help="do not rewrite the doc")
     ap.add_argument("--output", type=Path, default=DOC, help=f"default: {DOC}")

@@ -231,8 +231,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None
-                  ) -> None:
+def wait_for_port(port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None,
+                  interval_s: float = 0.01) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         if proc is not None and proc.poll() is not None:
@@ -243,7 +243,7 @@ def wait_for_port(port: int, timeout_s: float, proc: subprocess.Popen[bytes] | N
         except OSError:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listening on 127.0.0.1:{port}") from None
-            time.sleep(0.01)
+            time.sleep(interval_s)
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:

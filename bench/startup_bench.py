@@ -108,6 +108,48 @@ def _try(base: list[str] | None, app: str | None, label: str, runs: Settings) ->
         return skipped(label, "ms", f"`seriatim serve` failed: {reason}")
 
 
+def _partitions_case(settings: Settings) -> dict[str, list[float]]:
+    """Idle RSS; RSS with 1,000 partitions; reopen after a clean stop and after SIGKILL."""
+    from bench import workers
+
+    out: dict[str, list[float]] = {"idle": [], "rss1000": [], "clean": [], "unclean": []}
+    parts = 1000
+    port = free_port()
+    with scratch_dir("parts") as d:
+        data = d / "data"
+        proc, _ = workers.start_seriatim(data, port)
+        try:
+            time.sleep(1.0)
+            out["idle"].append(workers.rss_mib(proc.pid))
+            workers.create_topic(f"127.0.0.1:{port}", "many", parts)
+            # one small batch into every partition, so that recovery has segments to scan
+            from confluent_kafka import Producer
+
+            p = Producer({"bootstrap.servers": f"127.0.0.1:{port}", "linger.ms": 50,
+                          "log_level": 0})
+            for i in range(parts * 10):
+                p.produce("many", b"x" * 100, partition=i % parts)
+            left = p.flush(60)
+            del p  # destroyed before the broker stops, so it does not retry against it
+            if left:
+                raise RuntimeError("could not fill the 1,000 partitions")
+            time.sleep(0.5)
+            out["rss1000"].append(workers.rss_mib(proc.pid))
+        finally:
+            stop_process(proc)
+        for _ in range(settings.warmup + settings.runs):
+            proc, secs = workers.start_seriatim(data, port)  # after a clean stop (SIGTERM)
+            out["clean"].append(secs * 1000)
+            proc.kill()  # SIGKILL by PID: no clean-shutdown marker
+            proc.wait()
+            proc, secs = workers.start_seriatim(data, port)
+            out["unclean"].append(secs * 1000)
+            stop_process(proc)
+        for k in ("clean", "unclean"):
+            out[k] = out[k][settings.warmup:]
+    return out
+
+
 def run(settings: Settings) -> Suite:
     suite = Suite("startup", "Startup: `seriatim serve` to first accepted connection",
                   "python -m bench startup" + (" --quick" if settings.quick else ""))
@@ -119,6 +161,32 @@ def run(settings: Settings) -> Suite:
                  lower_is_better=True)
     suite.rows.append(Row("Process start to first accepted TCP connection (lower is better)",
                           s, [b, echo]))
+    try:
+        pc = _partitions_case(runs)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"[:200]
+        print(f"    1,000 partitions: skipped: {reason}", flush=True)
+        pc = {}
+    def m(key: str, label: str, unit: str) -> Measurement:
+        if not pc.get(key):
+            return skipped(label, unit, "the 1,000-partition case failed")
+        return Measurement(label, unit, values=pc[key], lower_is_better=True)
+
+    idle = m("idle", "seriatim serve idle RSS (empty data dir, 1 s after start)", "MiB")
+    rss1000 = m("rss1000", "seriatim serve RSS with 1,000 partitions (10 records each)", "MiB")
+    clean = m("clean", "open a data dir of 1,000 partitions after a clean stop", "ms")
+    unclean = m("unclean", "open it after SIGKILL (recovery)", "ms")
+    suite.rows.append(Row("Memory (RSS, lower is better)", idle, [rss1000]))
+    suite.rows.append(Row("Start to first accepted connection with 1,000 partitions "
+                          "(lower is better)", clean, [unclean, s]))
+    from bench.common import Target
+
+    def lower(text: str, v: Measurement, limit: float) -> Target:
+        if not v.ok:
+            return Target(text, None, "a figure is missing")
+        return Target(text, v.median <= limit, f"{v.median:,.1f} {v.unit} vs {limit:g}")
+
+    suite.targets += [lower("startup <= 150 ms", s, 150), lower("idle RSS <= 60 MB", idle, 60)]
     if s.ok and b.ok:
         suite.notes.append(
             f"seriatim costs {s.median - b.median:+.1f} ms over the bare asyncio process "
@@ -131,6 +199,11 @@ def run(settings: Settings) -> Suite:
         "Each seriatim run gets a fresh, empty `log.dirs`; the time includes interpreter "
         "start, imports, config parsing, opening the (empty) log dir, the event loop and the "
         "bind.",
+        "1,000 partitions: one topic of 1,000 partitions with 10 records each; RSS from "
+        "/proc/PID/status (VmRSS). Reopen times are process start to first accepted connection; "
+        "the server listens only after every log is opened and recovered. After SIGKILL "
+        "there is no clean-shutdown marker, so every partition is recovered (scanned from its "
+        "recovery point).",
         "The `--app echo` row runs the same server layer with a trivial echo app instead of "
         "the broker (no storage, no kio): the floor of the server layer itself.",
     ]

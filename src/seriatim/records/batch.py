@@ -60,6 +60,7 @@ __all__ = [
     "RecordInput",
     "TimestampType",
     "build_batch",
+    "check_record_framing",
     "iter_batches",
     "iter_records",
     "parse_header",
@@ -237,6 +238,78 @@ def iter_batches(
         header = validate_batch(buf, pos, max_bytes=max_bytes)
         yield pos, header
         pos += header.batch_length + _LOG_OVERHEAD
+
+
+_PROBE_MIN_RUN = 4  # a probe that finds a shorter run switches to the scalar walk for a while
+_SCALAR_STRETCH = 32  # records walked one by one before probing for a run again
+
+
+def check_record_framing(
+    buf: Buffer, count: int, start: int = BATCH_HEADER_SIZE, end: int | None = None
+) -> None:
+    """Check that exactly ``count`` length-prefixed records fill ``buf[start:end]``.
+
+    The uncompressed-batch check Kafka's record iterator implies (no record missing, none left
+    over, no length running past the end), without decoding any record. Raises
+    :class:`InvalidRecordError` (or :class:`CorruptRecordError` for a malformed varint).
+
+    Walking one varint per record in Python costs ~300 ns a record, a third of a core at
+    1 M records/s. Producers write runs of records of the same length (a fixed-size value,
+    and the offset/timestamp deltas change their varint width rarely), so this probes for a
+    *run*: with the first record's length prefix ``p`` (v bytes) and stride ``s = v + len``,
+    the next ``k`` records start at ``pos + i*s``; the strided slice ``buf[pos:pos+k*s:s]``
+    (one C loop) lists their first bytes and ``lstrip`` counts how many equal ``p[0]`` (and
+    likewise for each of the ``v`` prefix bytes). Records whose prefix bytes equal the first
+    one's decode to the same length, so a run of ``r`` matching records is exactly what the
+    sequential walk would have accepted. The probe window grows while runs fill it; when runs
+    are short (variable-size records) the walk goes record by record for a stretch.
+    """
+    data = buf if type(buf) is bytes else bytes(buf)
+    if end is None:
+        end = len(data)
+    pos = start
+    left = count
+    window = 64
+    scalar = 0
+    zz1 = ZIGZAG_1
+    zz2 = ZIGZAG_2
+    while left > 0:
+        if pos >= end:
+            raise InvalidRecordError("the batch holds fewer records than its header declares")
+        b0 = data[pos]
+        if b0 < 0x80:
+            length = zz1[b0]
+            v = 1
+        elif pos + 1 < end and data[pos + 1] < 0x80:
+            length = zz2[b0 + (data[pos + 1] << 7)]
+            v = 2
+        else:
+            length, nxt = _decode_var(data, pos, end, MAX_VARINT_BYTES)
+            v = nxt - pos
+        if length <= 0 or length > end - pos - v:
+            raise InvalidRecordError("record length runs past the end of the batch")
+        stride = v + length
+        if scalar > 0:
+            scalar -= 1
+            pos += stride
+            left -= 1
+            continue
+        k = min(left, window, (end - pos) // stride)
+        run = k
+        if k > 1:
+            stop = pos + k * stride
+            for j in range(v):
+                col = data[pos + j : stop : stride]
+                run = min(run, k - len(col.lstrip(col[:1])))
+        pos += run * stride
+        left -= run
+        if run == k:
+            window = min(window * 4, 1 << 20)
+        elif run < _PROBE_MIN_RUN:
+            window = 64
+            scalar = _SCALAR_STRETCH
+    if pos != end:
+        raise InvalidRecordError("record count does not match the batch header")
 
 
 def set_base_offset(buf: bytearray | memoryview, pos: int, base_offset: int) -> None:
