@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -31,11 +30,12 @@ class SlowLog:
 
 
 def _run(coro_fn):  # type: ignore[no-untyped-def]
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-fsync")
+    committer = GroupCommitter(thread_name="test-fsync")
     try:
-        return asyncio.run(coro_fn(GroupCommitter(executor)))
+        return asyncio.run(coro_fn(committer))
     finally:
-        executor.shutdown(wait=True)
+        committer.close()
+        assert not committer._thread.is_alive()
 
 
 def test_many_waiters_share_few_flush_rounds() -> None:
@@ -52,7 +52,7 @@ def test_many_waiters_share_few_flush_rounds() -> None:
     # 50 requests, each durable before it completes, but far fewer fsyncs: the first round
     # covers the first request, the second covers everything that arrived meanwhile.
     assert 1 <= log.flushes <= 3
-    assert log.threads == {"test-fsync_0"}  # never on the event-loop thread
+    assert log.threads == {"test-fsync"}  # never on the event-loop thread
 
 
 def test_a_request_arriving_during_a_round_waits_for_the_next_one() -> None:
@@ -108,3 +108,12 @@ def test_nothing_dirty_means_no_flush(rounds: int) -> None:
 
     _run(scenario)
     assert log.flushes == 0
+
+
+def test_close_runs_a_last_round_and_stops_the_thread() -> None:
+    log = SlowLog()
+    committer = GroupCommitter(thread_name="test-fsync-close")
+    committer.mark_dirty(log)
+    committer.close()
+    assert log.flushes == 1
+    assert not any(t.name == "test-fsync-close" for t in threading.enumerate())
