@@ -28,7 +28,6 @@ import logging
 import os
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,8 +69,7 @@ class BrokerState:
         self.leader_epoch = 0
         self.advertised = advertised
         self.data_dir = Path(config.log_dirs[0])
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seriatim-fsync")
-        self.committer = GroupCommitter(self._executor)
+        self.committer = GroupCommitter()
         self._waiters: dict[tuple[str, int], list[asyncio.Future[None]]] = {}
         self._flushers: dict[tuple[str, int], _NotifyingFlush] = {}
         self._interval_dirty: dict[tuple[str, int], PartitionLog] = {}
@@ -92,10 +90,12 @@ class BrokerState:
         self.logs = LogManager(self.data_dir, defaults, clock=self.clock, group_commit=True)
 
     async def close(self) -> None:
-        await self.committer.drain()
-        if self.logs is not None:
-            self.logs.close()
-        self._executor.shutdown(wait=True)
+        try:
+            await self.committer.drain()
+            if self.logs is not None:
+                self.logs.close()
+        finally:
+            self.committer.close()
 
     def _load_meta(self) -> str:
         """Kafka's meta.properties: the cluster id survives restarts (clients compare it)."""
