@@ -16,59 +16,24 @@ from typing import Any
 
 from seriatim.broker.context import RequestContext
 from seriatim.broker.handlers import REGISTRY
+from seriatim.broker.handlers._alter import alter_each, refuse_duplicate
 from seriatim.broker.handlers.describe_configs import LIST_CONFIGS
 from seriatim.errors import ErrorCode, KafkaError
-from seriatim.protocol import kio_error, make, nested, response_class
 
-TOPIC, BROKER = 2, 4
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 
 
 @REGISTRY.handles(44, 0, 1)
 async def handle(ctx: RequestContext, request: Any) -> Any:
-    resp_cls = response_class(44, ctx.header.api_version)
-    result_cls = nested(resp_cls, "responses")
-    results = []
-    for res in request.resources:
-        code, message = ErrorCode.NONE, None
-        try:
-            _alter(ctx, res, request.validate_only)
-        except KafkaError as exc:
-            code, message = exc.code, str(exc)
-        results.append(
-            make(
-                result_cls,
-                error_code=kio_error(code),
-                error_message=message,
-                resource_type=res.resource_type,
-                resource_name=res.resource_name,
-            )
-        )
-    return make(resp_cls, responses=tuple(results))
+    return alter_each(ctx, 44, request, _apply_operations)
 
 
-def _alter(ctx: RequestContext, res: Any, validate_only: bool) -> None:
+def _apply_operations(ctx: RequestContext, name: str, res: Any, validate_only: bool) -> None:
     state = ctx.state
-    if res.resource_type == BROKER:
-        raise KafkaError(
-            "seriatim does not change broker configs at run time; set them in the config file, "
-            "SERIATIM_* variables or -c flags and restart.",
-            ErrorCode.INVALID_REQUEST,
-        )
-    if res.resource_type != TOPIC:
-        raise KafkaError(
-            f"Unsupported resource type {res.resource_type}.", ErrorCode.INVALID_REQUEST
-        )
-    name = res.resource_name
-    if name not in state.topics():
-        raise KafkaError(f"Topic '{name}' does not exist.", ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
     current = state.describe_topic_config(name)
     changes: dict[str, str | None] = {}
     for c in res.configs:
-        if c.name in changes:
-            raise KafkaError(
-                f"Error due to duplicate config keys: {c.name}", ErrorCode.INVALID_REQUEST
-            )
+        refuse_duplicate(changes, c.name)
         if c.config_operation == SET:
             if c.value is None:
                 raise KafkaError(
