@@ -17,11 +17,8 @@ The checkers report the first mismatch only, so a failure stays readable with 10
 
 from __future__ import annotations
 
-import io
 import itertools
 import random
-import socket
-import struct
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
@@ -29,10 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kio.serial import entity_reader, entity_writer
-
-from seriatim.protocol import make, request_class, response_class
 from seriatim.records import BatchHeader, Record, iter_batches, iter_records
+from seriatim.testing.wire import RawConnection
 
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
@@ -241,55 +236,14 @@ def partition_batches(
 # --- a raw wire client -----------------------------------------------------------------------
 
 
-class RawClient:
-    """One connection, one request at a time, kio entities in and out."""
+class RawClient(RawConnection):
+    """One connection, one request at a time, kio entities in and out (fields as keywords)."""
 
     def __init__(self, bootstrap: str, timeout_s: float = 30.0) -> None:
-        host, port = bootstrap.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=timeout_s)
-        self._correlation = 0
+        super().__init__(bootstrap, timeout_s=timeout_s, client_id="interop-raw")
 
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> RawClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def request(self, api_key: int, version: int, **fields: Any) -> Any:
-        self._correlation += 1
-        body = make(request_class(api_key, version), **fields)
-        out = io.BytesIO()
-        client_id = b"interop-raw"
-        out.write(struct.pack(">hhih", api_key, version, self._correlation, len(client_id)))
-        out.write(client_id)
-        if type(body).__header_schema__.__version__ >= 2:
-            out.write(b"\x00")  # request header v2: empty tagged fields
-        entity_writer(type(body))(out, body)
-        frame = out.getvalue()
-        self.sock.sendall(struct.pack(">i", len(frame)) + frame)
-        size = struct.unpack(">i", self._recv(4))[0]
-        reply = self._recv(size)
-        (correlation,) = struct.unpack_from(">i", reply, 0)
-        assert correlation == self._correlation
-        resp_cls = response_class(api_key, version)
-        offset = 4
-        if resp_cls.__header_schema__.__version__ >= 1:
-            assert reply[4] == 0, "unexpected tagged fields in the response header"
-            offset = 5
-        entity, _ = entity_reader(resp_cls)(reply, offset)
-        return entity
-
-    def _recv(self, n: int) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError("broker closed the connection")
-            buf += chunk
-        return bytes(buf)
+    def request(self, api_key: int, version: int, body: Any = None, **fields: Any) -> Any:
+        return super().request(api_key, version, fields if body is None else body)
 
 
 def produce_raw(

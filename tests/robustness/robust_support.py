@@ -9,12 +9,9 @@ sends prepared frames and reads size-prefixed responses.
 
 from __future__ import annotations
 
-import dataclasses
-import io
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -22,9 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kio.serial import entity_reader, entity_writer
-
-from seriatim.protocol import make, request_class, response_class
+from seriatim.testing.wire import RawConnection
 
 READY_TIMEOUT_S = 15.0
 
@@ -36,70 +31,11 @@ def free_port() -> int:
         return port
 
 
-def encode_request(api_key: int, version: int, corr: int, body: Any, client_id: str = "t") -> bytes:
-    """A complete request frame (size prefix included) built with kio's writer."""
-    cls = request_class(api_key, version)
-    if not dataclasses.is_dataclass(body):
-        body = make(cls, **body)
-    buf = io.BytesIO()
-    cid = client_id.encode()
-    buf.write(struct.pack(">hhih", api_key, version, corr, len(cid)) + cid)
-    if cls.__header_schema__.__version__ >= 2:
-        buf.write(b"\x00")
-    entity_writer(cls)(buf, body)
-    payload = buf.getvalue()
-    return struct.pack(">i", len(payload)) + payload
-
-
-def decode_response(api_key: int, version: int, frame: bytes) -> tuple[int, Any]:
-    """(correlation id, kio entity) of a response frame without its size prefix."""
-    (corr,) = struct.unpack_from(">i", frame, 0)
-    cls = response_class(api_key, version)
-    offset = 4 + (1 if cls.__header_schema__.__version__ >= 1 else 0)
-    entity, _ = entity_reader(cls)(frame, offset)
-    return corr, entity
-
-
 API_VERSIONS_V3 = {"client_software_name": "robust", "client_software_version": "1"}
 
 
-class RawConn:
-    """One blocking raw connection."""
-
-    def __init__(self, bootstrap: str, timeout_s: float = 5.0) -> None:
-        host, port = bootstrap.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=timeout_s)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.corr = 1000
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> RawConn:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def recv_exact(self, n: int) -> bytes:
-        out = bytearray()
-        while len(out) < n:
-            chunk = self.sock.recv(n - len(out))
-            if not chunk:
-                raise EOFError("the broker closed the connection")
-            out += chunk
-        return bytes(out)
-
-    def recv_frame(self) -> bytes:
-        (size,) = struct.unpack(">i", self.recv_exact(4))
-        return self.recv_exact(size)
-
-    def request(self, api_key: int, version: int, body: Any) -> Any:
-        self.corr += 1
-        self.sock.sendall(encode_request(api_key, version, self.corr, body))
-        corr, entity = decode_response(api_key, version, self.recv_frame())
-        assert corr == self.corr, (corr, self.corr)
-        return entity
+class RawConn(RawConnection):
+    """A raw connection with the robustness tests' health checks."""
 
     def api_versions_ok(self) -> bool:
         resp = self.request(18, 3, API_VERSIONS_V3)
@@ -107,10 +43,7 @@ class RawConn:
 
     def closed_by_peer(self) -> bool:
         """Blocks (up to the socket timeout) until the broker sends something or closes."""
-        try:
-            return self.sock.recv(1) == b""
-        except (ConnectionResetError, BrokenPipeError):
-            return True
+        return self.expect_closed()
 
 
 def create_topic(bootstrap: str, name: str, partitions: int = 1, **configs: str) -> None:

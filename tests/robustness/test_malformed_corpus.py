@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 from malformed_corpus import CLOSE, MAX_REQUEST_BYTES, TOPIC, Case, Reply, build_corpus
-from robust_support import BrokerProcess, RawConn, create_topic, decode_response
+from robust_support import BrokerProcess, RawConn, create_topic
 
 from seriatim.errors import ErrorCode
 from seriatim.records import Compression, build_batch
+from seriatim.testing.wire import decode_response
 
 CASE_BUDGET_S = 1.0
 RSS_BUDGET_KIB = 50 * 1024

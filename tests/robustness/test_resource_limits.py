@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from robust_support import BrokerProcess, RawConn, create_topic, encode_request
+from robust_support import BrokerProcess, RawConn, create_topic
 
 import seriatim.testing
 from seriatim.records import build_batch
 from seriatim.server.connection import MAX_QUEUED_BYTES
+from seriatim.testing.wire import encode_request
 
 API_VERSIONS_FRAME = encode_request(
     18, 3, 1, {"client_software_name": "x", "client_software_version": "1"}

@@ -9,73 +9,19 @@ and written with ``kio.serial.entity_writer``; responses are read with ``entity_
 from __future__ import annotations
 
 import dataclasses
-import io
-import socket
-import struct
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kio.serial import entity_reader, entity_writer
 
 import seriatim.testing
 from seriatim.broker.handlers import load_all
 from seriatim.errors import ErrorCode
-from seriatim.protocol import make, request_class, response_class
 from seriatim.records import build_batch
 from seriatim.testing import InProcessBroker
+from seriatim.testing.wire import RawConnection as Wire
 
 TIMEOUT_S = 10.0
-
-
-class Wire:
-    """One blocking client connection speaking raw Kafka frames."""
-
-    def __init__(self, bootstrap: str) -> None:
-        host, port = bootstrap.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=TIMEOUT_S)
-        self._corr = 0
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> Wire:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def request(self, api_key: int, version: int, body: dict[str, Any] | Any) -> Any:
-        self._corr += 1
-        cls = request_class(api_key, version)
-        if not dataclasses.is_dataclass(body):
-            body = make(cls, **body)
-        buf = io.BytesIO()
-        buf.write(struct.pack(">hhih", api_key, version, self._corr, 4) + b"wire")
-        if cls.__header_schema__.__version__ >= 2:
-            buf.write(b"\x00")
-        entity_writer(cls)(buf, body)
-        payload = buf.getvalue()
-        self.sock.sendall(struct.pack(">i", len(payload)) + payload)
-        frame = self._recv_frame()
-        assert struct.unpack_from(">i", frame, 0)[0] == self._corr
-        resp_cls = response_class(api_key, version)
-        offset = 4 + (1 if resp_cls.__header_schema__.__version__ >= 1 else 0)
-        entity, _ = entity_reader(resp_cls)(frame, offset)
-        return entity
-
-    def _recv_exact(self, n: int) -> bytes:
-        out = bytearray()
-        while len(out) < n:
-            chunk = self.sock.recv(n - len(out))
-            if not chunk:
-                raise EOFError("the broker closed the connection")
-            out += chunk
-        return bytes(out)
-
-    def _recv_frame(self) -> bytes:
-        (size,) = struct.unpack(">i", self._recv_exact(4))
-        return self._recv_exact(size)
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,7 @@ requests each get their responses in order.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import io
 import logging
-import socket
 import struct
 import time
 import zlib
@@ -22,88 +19,23 @@ from typing import Any
 
 import crc32c
 import pytest
-from kio.serial import entity_reader, entity_writer
 
 import seriatim.testing
 from seriatim.errors import ErrorCode
-from seriatim.protocol import make, request_class, response_class
 from seriatim.records import Compression, TimestampType, build_batch, iter_records
 from seriatim.testing import InProcessBroker
+from seriatim.testing.wire import RawConnection
+from seriatim.testing.wire import decode_response as read_body
+from seriatim.testing.wire import encode_request as frame_for
 
 TIMEOUT_S = 10.0
 MAX_REQUEST_BYTES = 1024 * 1024
 
 
-def frame_for(api_key: int, version: int, corr: int, body: dict[str, Any] | Any) -> bytes:
-    """A complete request frame (size prefix included) built with kio's writer."""
-    cls = request_class(api_key, version)
-    if not dataclasses.is_dataclass(body):
-        body = make(cls, **body)
-    buf = io.BytesIO()
-    buf.write(struct.pack(">hhih", api_key, version, corr, 4) + b"test")
-    if cls.__header_schema__.__version__ >= 2:
-        buf.write(b"\x00")
-    entity_writer(cls)(buf, body)
-    payload = buf.getvalue()
-    return struct.pack(">i", len(payload)) + payload
-
-
-def read_body(api_key: int, version: int, frame: bytes) -> tuple[int, Any]:
-    """(correlation id, kio response entity) of a response frame without its size prefix."""
-    (corr,) = struct.unpack_from(">i", frame, 0)
-    cls = response_class(api_key, version)
-    offset = 4 + (1 if cls.__header_schema__.__version__ >= 1 else 0)
-    entity, _ = entity_reader(cls)(frame, offset)
-    return corr, entity
-
-
-class Wire:
-    """One blocking raw connection."""
-
-    def __init__(self, bootstrap: str) -> None:
-        host, port = bootstrap.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=TIMEOUT_S)
-        self.corr = 0
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> Wire:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def send(self, api_key: int, version: int, body: dict[str, Any] | Any) -> int:
-        self.corr += 1
-        self.sock.sendall(frame_for(api_key, version, self.corr, body))
-        return self.corr
-
-    def request(self, api_key: int, version: int, body: dict[str, Any] | Any) -> Any:
-        corr = self.send(api_key, version, body)
-        got, entity = read_body(api_key, version, self.recv_frame())
-        assert got == corr
-        return entity
-
-    def recv_exact(self, n: int) -> bytes:
-        out = bytearray()
-        while len(out) < n:
-            chunk = self.sock.recv(n - len(out))
-            if not chunk:
-                raise EOFError("the broker closed the connection")
-            out += chunk
-        return bytes(out)
-
-    def recv_frame(self) -> bytes:
-        (size,) = struct.unpack(">i", self.recv_exact(4))
-        return self.recv_exact(size)
-
+class Wire(RawConnection):
     def closed_by_peer(self) -> bool:
         """Blocks until the broker sends something or closes; True if it closed."""
-        try:
-            return self.sock.recv(1) == b""
-        except ConnectionResetError:
-            return True
+        return self.expect_closed()
 
     def api_versions_ok(self) -> bool:
         resp = self.request(18, 3, {"client_software_name": "t", "client_software_version": "1"})
