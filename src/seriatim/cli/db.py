@@ -9,24 +9,28 @@ with ``--until-caught-up`` exits once the lag is 0. ``snapshot`` writes a consis
 of a replica file (safe while ``follow`` runs) named by its offset; ``hash`` prints the
 canonical state hash and offset, to compare replicas.
 
-The bootstrap server comes from ``-b``, else ``SERIATIM_BOOTSTRAP``, else 127.0.0.1:9092.
+``exec`` and ``follow`` take the shared client options (:mod:`seriatim.cli.options`), before or
+after the subcommand: ``-b`` (else ``SERIATIM_BOOTSTRAP``, else 127.0.0.1:9092), ``-X key=value``
+(librdkafka properties for the producer or the replica's consumer), ``--timeout`` (how long
+``exec`` waits for the acknowledgement) and ``--format json`` (``exec`` prints
+``{"offset": N}``, ``follow`` prints its progress as JSON lines). ``follow`` stops cleanly on
+SIGTERM as on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+from seriatim.cli.options import Settings, client_options, get_settings
 
-_bootstrap_option = click.option(
-    "-b", "--bootstrap-server", "bootstrap", envvar="SERIATIM_BOOTSTRAP",
-    default=DEFAULT_BOOTSTRAP, show_default=True,
-    help="Broker address (env SERIATIM_BOOTSTRAP).")
 _partition_option = click.option("-p", "--partition", default=0, show_default=True,
                                  type=click.IntRange(min=0), help="Topic partition.")
 _log_option = click.option("--log", "log_dir", type=click.Path(file_okay=False),
@@ -64,18 +68,17 @@ def _split_target(args: tuple[str, ...], log_dir: str | None, *, need_sql: bool
 
 @db.command("exec")
 @click.argument("args", nargs=-1, required=True, metavar="[TOPIC] SQL [PARAMS]...")
-@_bootstrap_option
+@client_options
 @_partition_option
 @_log_option
 @click.option("--text", "as_text", is_flag=True,
               help="Bind every PARAM as text (default: JSON scalars such as 42, 1.5, null, "
                    'true, "quoted" are typed; anything else is text).')
-@click.option("--timeout", "timeout_s", default=30.0, show_default=True,
-              help="Seconds to wait for the broker's acknowledgement.")
-def exec_(args: tuple[str, ...], bootstrap: str, partition: int, log_dir: str | None,
-          as_text: bool, timeout_s: float) -> None:
+def exec_(args: tuple[str, ...], partition: int, log_dir: str | None, as_text: bool) -> None:
     """Append one SQL statement with its parameters; print the offset it got."""
     from seriatim.state import envelope
+
+    settings = get_settings()
 
     topic, rest = _split_target(args, log_dir, need_sql=True)
     if not rest:
@@ -89,16 +92,17 @@ def exec_(args: tuple[str, ...], bootstrap: str, partition: int, log_dir: str | 
             offset = log.append(value)
     else:
         assert topic is not None
-        offset = _produce(bootstrap, topic, partition, value, timeout_s)
-    click.echo(offset)
+        offset = _produce(settings, topic, partition, value)
+    click.echo(json.dumps({"offset": offset}) if settings.json else offset)
 
 
-def _produce(bootstrap: str, topic: str, partition: int, value: bytes, timeout_s: float
-             ) -> int:
+def _produce(settings: Settings, topic: str, partition: int, value: bytes) -> int:
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
-                         "enable.idempotence": True, "message.timeout.ms": int(timeout_s * 1000)})
+    bootstrap, timeout_s = settings.bootstrap, settings.timeout_s
+    producer = Producer(settings.client_config(
+        **{"acks": "all", "enable.idempotence": True,
+           "message.timeout.ms": int(timeout_s * 1000)}))
     outcome: dict[str, Any] = {}
 
     def delivered(err: Any, msg: Any) -> None:
@@ -118,7 +122,7 @@ def _produce(bootstrap: str, topic: str, partition: int, value: bytes, timeout_s
 @click.argument("topic", required=False)
 @click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False),
               help="The replica's SQLite file (created if missing).")
-@_bootstrap_option
+@client_options
 @_partition_option
 @_log_option
 @click.option("--snapshots", "snapshot_dir", type=click.Path(file_okay=False),
@@ -130,11 +134,14 @@ def _produce(bootstrap: str, topic: str, partition: int, value: bytes, timeout_s
               help="Records applied per SQLite transaction, at most.")
 @click.option("--progress-interval", default=1.0, show_default=True,
               help="Seconds between progress lines.")
-def follow(topic: str | None, db_path: str, bootstrap: str, partition: int,
+def follow(topic: str | None, db_path: str, partition: int,
            log_dir: str | None, snapshot_dir: str | None, snapshot_every: int,
            until_caught_up: bool, max_batch: int, progress_interval: float) -> None:
-    """Keep the replica --db in sync with TOPIC (or --log DIR); Ctrl-C stops cleanly."""
+    """Keep the replica --db in sync with TOPIC (or --log DIR); Ctrl-C or SIGTERM stops
+    cleanly."""
     from seriatim.state import KafkaSource, LogSource, Progress, Replica, Source, SqliteMachine
+
+    settings = get_settings()
 
     if (topic is None) == (log_dir is None):
         raise click.UsageError("give either TOPIC or --log DIR")
@@ -148,9 +155,11 @@ def follow(topic: str | None, db_path: str, bootstrap: str, partition: int,
                            max_batch_records=max_batch, owns=True)
     else:
         assert topic is not None
-        source = KafkaSource(bootstrap, topic, partition, max_batch_records=max_batch)
+        source = KafkaSource(settings.bootstrap, topic, partition,
+                             config=dict(settings.overrides), max_batch_records=max_batch)
     machine = SqliteMachine(db_path)
     last_print = [0.0]
+    last_seen: list[Progress | None] = [None]
     lock = threading.Lock()
 
     def show(p: Progress, force: bool = False) -> None:
@@ -158,7 +167,18 @@ def follow(topic: str | None, db_path: str, bootstrap: str, partition: int,
         with lock:
             if not force and now - last_print[0] < progress_interval:
                 return
+            if force and p == last_seen[0]:
+                return  # the final line would repeat the last one
             last_print[0] = now
+            last_seen[0] = Progress(p.applied_offset, p.end_offset, p.lag,
+                                    p.records_applied)
+        if settings.json:
+            fields: dict[str, Any] = {"applied_offset": p.applied_offset,
+                                      "end_offset": p.end_offset, "lag": p.lag}
+            if p.snapshot is not None:
+                fields["snapshot"] = p.snapshot.path
+            click.echo(json.dumps(fields))
+            return
         line = f"applied_offset={p.applied_offset} end_offset={p.end_offset} lag={p.lag}"
         if p.snapshot is not None:
             line += f" snapshot={p.snapshot.path}"
@@ -167,10 +187,11 @@ def follow(topic: str | None, db_path: str, bootstrap: str, partition: int,
     replica = Replica(machine, source, snapshot_dir=snapshot_dir,
                       snapshot_every_records=snapshot_every, on_progress=show)
     try:
-        replica.start(until_caught_up=until_caught_up)
         try:
-            while not replica.wait(0.2):
-                pass
+            with _sigterm_as_interrupt():
+                replica.start(until_caught_up=until_caught_up)
+                while not replica.wait(0.2):
+                    pass
         except KeyboardInterrupt:
             click.echo("stopping...", err=True)
             replica.stop()
@@ -192,6 +213,23 @@ def follow(topic: str | None, db_path: str, bootstrap: str, partition: int,
             source.close()
         finally:
             machine.close()
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """In the main thread, SIGTERM raises KeyboardInterrupt (a clean stop, as Ctrl-C)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @db.command("snapshot")

@@ -161,6 +161,12 @@ def _reject_constant(name: str) -> Any:
     raise EnvelopeError(f"{name} is not a valid value")
 
 
+# One decoder for every record (json.loads with parse_constant builds a new one per call).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_raw_decode = _DECODER.raw_decode
+_JSON_WS = " \t\n\r"
+
+
 def decode(value: bytes | None) -> list[Op]:
     """The operations of one record value, in order. Raises :class:`EnvelopeError` (malformed;
     the replica records it) or :class:`UnsupportedEnvelopeError` (too new; the replica stops).
@@ -168,11 +174,32 @@ def decode(value: bytes | None) -> list[Op]:
     if value is None:
         raise EnvelopeError("the record has no value (a tombstone is not an envelope)")
     try:
-        obj = json.loads(value.decode("utf-8"), parse_constant=_reject_constant)
+        text = value.decode("utf-8")
+        if text[:1] == "{":  # the usual shape: skip json.loads's whitespace handling
+            obj, end = _raw_decode(text)
+            if end != len(text) and text[end:].strip(_JSON_WS):
+                obj = _DECODER.decode(text)  # raises "Extra data" as json.loads would
+        else:
+            obj = _DECODER.decode(text)
     except UnicodeDecodeError as exc:
         raise EnvelopeError(f"not UTF-8: {exc}") from None
     except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
         raise EnvelopeError(f"not JSON: {exc}") from None
+    if type(obj) is dict and type(version := obj.get("v")) is int and version == ENVELOPE_VERSION:
+        # The common case, one statement as statement() writes it: no copies, no per-value
+        # calls when every parameter is a plain JSON scalar.
+        n = len(obj)
+        sql = obj.get("sql")
+        if type(sql) is str and sql.strip():
+            if n == 2:
+                return [Statement(sql, ())]
+            raw = obj.get("params")
+            if n == 3 and type(raw) is list and _PLAIN.issuperset(map(type, raw)):
+                return [Statement(sql, tuple(raw))]
+    return _decode_slow(obj)
+
+
+def _decode_slow(obj: Any) -> list[Op]:
     if not isinstance(obj, dict):
         raise EnvelopeError("an envelope is a JSON object")
     version = obj.get("v")
@@ -255,6 +282,10 @@ def _columns(obj: Any, field: str) -> tuple[tuple[str, Value], ...]:
         if not name or "\x00" in name:
             raise EnvelopeError(f'"{field}" has an empty or invalid column name')
     return tuple((name, _decode_value(v)) for name, v in obj.items())
+
+
+#: JSON values bound as they are (bool is not among them: it becomes 0/1).
+_PLAIN = frozenset({str, int, float, type(None)})
 
 
 def _decode_value(v: Any) -> Value:

@@ -93,6 +93,7 @@ class LogSource:
         _check_start(from_offset, log.start_offset, log.end_offset, f"log {log.path}")
         expected = from_offset
         batch: list[Record] = []
+        end = log.end_offset  # re-read only when the batch seems to reach it
         for rec in log.follow(from_offset, poll_interval_s=self._poll_s, stop=stop):
             if rec.offset > expected and log.start_offset > expected:
                 raise ReplicaBehindLogError(
@@ -101,7 +102,9 @@ class LogSource:
             batch.append(rec)
             expected = rec.offset + 1
             self._position = expected
-            if len(batch) >= self._max or expected >= log.end_offset:
+            if expected >= end:
+                end = log.end_offset
+            if len(batch) >= self._max or expected >= end:
                 yield batch
                 batch = []
         if batch:
@@ -224,9 +227,12 @@ class KafkaSource:
         # Anything else (transport errors, a leader moving) the client retries by itself.
 
     def end_offset(self) -> int:
+        """The high watermark as last seen, and at least the position (the watermarks are
+        refreshed at most once a second while busy, so the last seen one may be behind what
+        was already delivered)."""
         if self._end < 0 and not self._closed:
             self._refresh_watermarks()
-        return self._end
+        return max(self._end, self._position)
 
     def position(self) -> int:
         return self._position

@@ -20,7 +20,10 @@ Applying a batch is one ``BEGIN IMMEDIATE ... COMMIT``; each record runs inside 
 is recorded, and the batch goes on. The decision depends only on the record and the state, so
 every replica makes the same one, whatever the batch boundaries. (A statement that rolls back
 the whole transaction itself, ``INSERT OR ROLLBACK`` or ``RAISE(ROLLBACK)``, makes the batch
-re-run one record per transaction, so the outcome is again per record.)
+re-run one record per transaction, so the outcome is again per record.) Consecutive records
+that are the same single DML statement (a *run*, e.g. a stream of INSERTs) go through one
+``executemany`` under one SAVEPOINT instead; if any of them fails, the run is rolled back and
+re-applied record by record, so the outcome is always the per-record one.
 
 Failures that are *not* properties of the log (I/O errors, a full disk, a locked database,
 corruption) are :class:`ReplicaStorageError`: the transaction rolls back, nothing is recorded,
@@ -60,7 +63,7 @@ import shutil
 import sqlite3
 import struct
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +148,10 @@ _FORBIDDEN_ACTIONS: dict[int, str] = {
     sqlite3.SQLITE_DROP_TEMP_TRIGGER: "TEMP objects are not allowed",
     sqlite3.SQLITE_DROP_TEMP_VIEW: "TEMP objects are not allowed",
 }
+#: Statements whose runs may be applied with executemany (see SqliteMachine._apply_run).
+_DML = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE"})
+_MIN_RUN = 2
+_SQL_CACHE = 1024
 _READ_ACTIONS = frozenset({sqlite3.SQLITE_READ, sqlite3.SQLITE_SELECT, sqlite3.SQLITE_RECURSIVE})
 
 
@@ -181,6 +188,7 @@ class SqliteMachine:
         self._guard = False
         self._violation: str | None = None
         self._now_ms: int | None = None
+        self._batchable_sql: dict[str, bool] = {}
         self._pure = sqlite3.connect(":memory:", check_same_thread=False)
         self._conn = self._open()
         self._applied = self._load_offset()
@@ -333,11 +341,11 @@ class SqliteMachine:
         try:
             conn.execute(f"BEGIN IMMEDIATE{self._tag}")
             try:
-                for rec in records:
-                    if lost is not None:
+                if lost is not None:
+                    for rec in records:
                         self._record_error(rec.offset, lost.kind, lost.message)
-                    else:
-                        self._apply_record(rec)
+                else:
+                    self._apply_records(records)
                 conn.execute(f"UPDATE {STATE_TABLE} SET applied_offset = ?, log_time_ms = ? "
                              f"WHERE id = 0{self._tag}", (last.offset + 1, last.timestamp_ms))
                 conn.execute(f"COMMIT{self._tag}")
@@ -350,11 +358,97 @@ class SqliteMachine:
                                       f"{last.offset} failed: {exc}") from exc
         self._applied = last.offset + 1
 
-    def _apply_record(self, rec: Record) -> None:
+    def _apply_records(self, records: Sequence[Record]) -> None:
+        """Apply records inside the batch transaction: runs of the same DML statement with
+        ``executemany`` (one SAVEPOINT per run), anything else one record at a time."""
+        decoded: list[list[envelope.Op] | EnvelopeError] = []
+        for rec in records:
+            try:
+                decoded.append(envelope.decode(rec.value))
+            except EnvelopeError as exc:
+                decoded.append(exc)
+        i, n = 0, len(records)
+        while i < n:
+            j = i + 1
+            run = self._run_head(decoded[i])
+            if run is not None:
+                sql, named = run.sql, type(run.params) is dict
+                params = [run.params]
+                while j < n:
+                    nxt = self._run_head(decoded[j])
+                    if nxt is None or nxt.sql != sql or (type(nxt.params) is dict) != named:
+                        break
+                    params.append(nxt.params)
+                    j += 1
+                if j - i >= _MIN_RUN and self._apply_run(sql, records[i:j], params):
+                    i = j
+                    continue
+            for k in range(i, j):
+                self._apply_record(records[k], decoded[k])
+            i = j
+
+    def _run_head(self, ops: list[envelope.Op] | EnvelopeError) -> envelope.Statement | None:
+        """The statement if ``ops`` is one DML statement that may join a run."""
+        if type(ops) is not list or len(ops) != 1:
+            return None
+        op = ops[0]
+        if type(op) is not envelope.Statement:
+            return None
+        verdict = self._batchable_sql.get(op.sql)
+        if verdict is None:
+            head = op.sql.lstrip().split(None, 1)
+            verdict = (bool(head) and head[0].upper() in _DML
+                       and "returning" not in op.sql.lower())
+            if len(self._batchable_sql) >= _SQL_CACHE:
+                self._batchable_sql.clear()
+            self._batchable_sql[op.sql] = verdict
+        return op if verdict else None
+
+    def _apply_run(self, sql: str, run: Sequence[Record],
+                   params: list[tuple[envelope.Value, ...] | dict[str, envelope.Value]]
+                   ) -> bool:
+        """``run`` is records that are all the one DML statement ``sql`` (with ``params``):
+        executemany them under one SAVEPOINT. True if every one succeeded; otherwise the run
+        is rolled back (False) and the caller applies its records one by one, so that each
+        failure is attributed to its own record exactly as it would be without runs.
+
+        Time: when the records' timestamps differ, the parameters are handed to sqlite3 by a
+        generator that sets each record's timestamp before yielding its parameters; sqlite3
+        binds and steps each parameter set before it pulls the next one
+        (tests/unit/test_state_runs.py checks that time-dependent runs equal one-by-one
+        application)."""
+        conn = self._conn
+
+        def timed() -> Iterator[tuple[envelope.Value, ...] | dict[str, envelope.Value]]:
+            for rec, p in zip(run, params, strict=True):
+                self._now_ms = rec.timestamp_ms
+                yield p
+
+        todo: Iterable[tuple[envelope.Value, ...] | dict[str, envelope.Value]] = params
+        self._now_ms = run[0].timestamp_ms
+        if len({rec.timestamp_ms for rec in run}) > 1:
+            todo = timed()
+        conn.execute(f"SAVEPOINT seriatim_run{self._tag}")
+        self._violation = None
+        self._guard = True
         try:
-            ops = envelope.decode(rec.value)
-        except EnvelopeError as exc:
-            self._record_error(rec.offset, "envelope", str(exc))
+            conn.executemany(sql, todo).close()
+        except (sqlite3.Error, OverflowError, ValueError) as exc:
+            self._guard = False
+            if not conn.in_transaction:
+                raise _TransactionLost(*self._classify(exc)) from exc
+            conn.execute(f"ROLLBACK TO seriatim_run{self._tag}")
+            conn.execute(f"RELEASE seriatim_run{self._tag}")
+            return False
+        finally:
+            self._guard = False
+            self._now_ms = None
+        conn.execute(f"RELEASE seriatim_run{self._tag}")
+        return True
+
+    def _apply_record(self, rec: Record, ops: list[envelope.Op] | EnvelopeError) -> None:
+        if isinstance(ops, EnvelopeError):
+            self._record_error(rec.offset, "envelope", str(ops))
             return
         conn = self._conn
         conn.execute(f"SAVEPOINT seriatim_record{self._tag}")
