@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import compaction_suite, kreps_bench, log_bench, startup_bench
+from bench import compaction_suite, kreps_bench, log_bench, startup_bench, state_bench
 from bench.common import Settings, Suite, machine_info, now_utc
 
 SUITES: dict[str, Callable[[Settings], Suite]] = {
@@ -30,6 +30,7 @@ SUITES: dict[str, Callable[[Settings], Suite]] = {
     "kreps": kreps_bench.run,
     "startup": startup_bench.run,
     "compaction": compaction_suite.run,
+    "state": state_bench.run,
 }
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 BEGIN = "<!-- bench:{} begin -->"
