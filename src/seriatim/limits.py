@@ -33,8 +33,10 @@ QUEUED_MAX_REQUESTS_DEFAULT = 500  # queued.max.requests
 DELETE_RETENTION_MS_DEFAULT = 86_400_000  # delete.retention.ms (1 day)
 MIN_CLEANABLE_DIRTY_RATIO_DEFAULT = 0.5  # min.cleanable.dirty.ratio
 # log.cleaner.dedupe.buffer.size: the offset map's nominal budget at 24 bytes an entry (a 16-byte
-# key digest + an 8-byte offset, as Kafka's SkimpyOffsetMap); Python's dict costs ~5x that.
-LOG_CLEANER_DEDUPE_BUFFER_BYTES_DEFAULT = 16 * 1024 * 1024
+# key digest + an 8-byte offset, as Kafka's SkimpyOffsetMap); Python's dict costs ~4.5x that
+# (measured <= 108 B an entry with 16-byte digests). 32 MiB holds 1.26 M keys at load factor
+# 0.9 -- 1 M keys clean in one pass -- for a peak RSS of ~155 MB at capacity.
+LOG_CLEANER_DEDUPE_BUFFER_BYTES_DEFAULT = 32 * 1024 * 1024
 LOG_CLEANER_IO_BUFFER_LOAD_FACTOR = 0.9  # log.cleaner.io.buffer.load.factor
 LOG_CLEANER_BACKOFF_MS_DEFAULT = 15_000  # log.cleaner.backoff.ms
 LOG_CLEANER_WRITE_BUFFER_BYTES = 1024 * 1024  # cleaned output is written in chunks this big

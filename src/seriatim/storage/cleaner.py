@@ -13,11 +13,14 @@ than ``max.compaction.lag.ms``; an explicit :meth:`PartitionLog.compact` ignores
 
 One **pass**:
 
-1. *Map.* Walk the dirty section batch by batch and record ``digest(key) -> offset`` in an
-   :class:`OffsetMap` (16-byte BLAKE2b digests, as Kafka's SkimpyOffsetMap keeps 16-byte MD5s).
-   The map holds at most ``dedupe_buffer_bytes / 24 * load_factor`` entries; when the next batch
-   might not fit, mapping stops at that batch boundary, ``end``, and the rest of the dirty
-   section is left to the next pass. Memory is bounded whatever the number of keys.
+1. *Map.* Walk the dirty section batch by batch and record ``digest(key) -> base offset of the
+   batch holding the key's latest record`` in an :class:`OffsetMap` (16-byte BLAKE2b digests,
+   as Kafka's SkimpyOffsetMap keeps 16-byte MD5s; a key shorter than 16 bytes is its own
+   digest). The map holds at most ``dedupe_buffer_bytes / 24 * load_factor`` entries; when the
+   next batch might not fit, mapping stops at that batch boundary, ``end``, and the rest of the
+   dirty section is left to the next pass. Memory is bounded whatever the number of keys. It
+   also counts, per mapped batch, the keys whose latest record it still holds
+   (:meth:`OffsetMap.map_batch`).
 2. *Clean.* Every cleanable segment with a base offset below ``end`` (clean section included:
    it may hold values the dirty section superseded) is rewritten. Consecutive segments are
    **grouped** while their total size fits ``segment.bytes`` (and their index entries
@@ -27,8 +30,10 @@ One **pass**:
    key (superseded), or when it is a tombstone (null value) whose timestamp is more than
    ``delete.retention.ms`` before now (the cleaner's clock). Records at ``o >= end`` are kept.
    A batch that keeps every record is copied byte for byte; a batch that keeps none is dropped
-   (its offsets become a gap); otherwise each run of consecutive kept offsets is re-encoded as
-   one batch (same codec, timestamp type, producer fields and leader epoch): seriatim's
+   (its offsets become a gap) -- a mapped batch whose count says so is decided without being
+   read; otherwise each run of consecutive kept offsets becomes one batch (same codec,
+   timestamp type, producer fields and leader epoch), its records' bytes copied with new
+   deltas (:mod:`seriatim.records.rawscan`): seriatim's
    ``validate_batch`` requires ``record_count == lastOffsetDelta + 1``, so gaps live *between*
    batches, never inside one. Offsets never change; the log start and end offsets never move.
    Control batches (transaction markers) are always kept verbatim -- no transactions exist
@@ -77,14 +82,17 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from itertools import repeat
+from typing import TYPE_CHECKING, cast
 
 from seriatim import limits
 from seriatim.clock import Clock
 from seriatim.errors import CorruptLogError
 from seriatim.records import Compression, Record, TimestampType, build_batch, iter_records
+from seriatim.records.rawscan import frame_batch, records_payload, reframe_runs, scan_keys
 from seriatim.storage.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from seriatim.storage.config import LONG_MAX, LogConfig
 from seriatim.storage.fileops import FileOps, pread_exact, write_all
@@ -178,31 +186,88 @@ class CleanStats:
         self.map_entries_max = max(self.map_entries_max, other.map_entries_max)
 
 
-class OffsetMap:
-    """``digest(key) -> latest offset``, bounded to ``capacity`` entries."""
+_blake2b = hashlib.blake2b
 
-    __slots__ = ("_map", "capacity")
+
+def _digest(key: bytes) -> bytes:
+    # A key shorter than a digest is its own digest: no hash call (~350 ns, a fifth of the
+    # cleaner's time with 12-byte keys), less memory, and no collision with a 16-byte digest.
+    return key if len(key) < DIGEST_BYTES else _blake2b(key, digest_size=DIGEST_BYTES).digest()
+
+
+class OffsetMap:
+    """``digest(key) -> position``, bounded to ``capacity`` entries.
+
+    The cleaner stores as the position the **base offset of the batch** holding the key's
+    latest record (see :func:`_filter_batch`): every entry of a batch then shares one int
+    object, which saves ~30 B an entry (measured: 139 -> 108 B an entry with 16-byte digests),
+    and a batch is mapped with one ``dict.update``. :meth:`put` / :meth:`get` take any int.
+    """
+
+    __slots__ = ("_live", "_live_cap", "_map", "capacity")
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError("an offset map needs room for at least one key")
         self.capacity = capacity
-        self._map: dict[bytes, int] = {}
+        self._map: dict[bytes | None, int] = {}
+        # Per tracked batch (by base offset): how many keys have their latest record in it.
+        # Bounded (a log of 1-record batches would need one entry a record); an untracked
+        # batch is simply walked again by the clean step.
+        self._live: dict[int, int] = {}
+        self._live_cap = max(1, capacity // 4)
 
     @staticmethod
     def digest(key: bytes) -> bytes:
-        return hashlib.blake2b(key, digest_size=DIGEST_BYTES).digest()
+        return _digest(key)
+
+    @staticmethod
+    def digests(keys: list[bytes | None], any_null: bool) -> list[bytes | None]:
+        """The digests of ``keys`` (None stays None); ``keys`` itself when all are short."""
+        if not any_null and max(map(len, cast("list[bytes]", keys))) < DIGEST_BYTES:
+            return keys
+        return [k if k is None or len(k) < DIGEST_BYTES
+                else _blake2b(k, digest_size=DIGEST_BYTES).digest() for k in keys]
 
     def room_for(self, n: int) -> bool:
         """True if ``n`` new keys fit (an empty map takes any one batch: progress)."""
         return not self._map or len(self._map) + n <= self.capacity
 
     def put(self, key: bytes, offset: int) -> None:
-        self._map[self.digest(key)] = offset
+        self._map[_digest(key)] = offset
 
     def get(self, key: bytes) -> int:
-        """The latest mapped offset of ``key``; -1 if absent."""
-        return self._map.get(self.digest(key), -1)
+        """The latest mapped position of ``key``; -1 if absent."""
+        return self._map.get(_digest(key), -1)
+
+    def map_batch(self, digests: list[bytes], base: int, *, track: bool) -> None:
+        """Map a batch's key digests (all of its records) to its ``base`` offset and keep the
+        live-key counts :meth:`live_keys` reports: the batches whose keys move here lose them,
+        and with ``track`` this batch is counted (its distinct keys).
+
+        Why: after mapping, a tracked batch with 0 live keys is wholly superseded and one with
+        as many live keys as records is wholly kept, so the clean step decides both without
+        reading or walking them (on a log of many updates, most of the data). The extra cost
+        here is C-level list/dict work (~0.1 us a record against ~0.5 us for a walk).
+        """
+        m = self._map
+        live = self._live
+        distinct = list(dict.fromkeys(digests))
+        if live:
+            for old, n in Counter(map(m.get, distinct)).items():
+                if old is not None and old in live:
+                    live[old] -= n
+        m.update(zip(distinct, repeat(base)))
+        if track and len(live) < self._live_cap:
+            live[base] = len(distinct)
+
+    def live_keys(self, base: int) -> int | None:
+        """Keys whose latest record is in the tracked batch at ``base`` (None: not tracked)."""
+        return self._live.get(base)
+
+    def lookup(self, digests: list[bytes | None]) -> list[int]:
+        """The mapped position of each digest; -1 if absent (always for None)."""
+        return list(map(self._map.get, digests, repeat(-1)))
 
     def __len__(self) -> int:
         return len(self._map)
@@ -527,11 +592,16 @@ def group_segments(sources: list[_Source], max_bytes: int,
     return groups
 
 
-def _batches(src: _Source, plog: PartitionLog, throttler: Throttler
-             ) -> Iterator[tuple[BatchInfo, bytes]]:
+def _batches(src: _Source, plog: PartitionLog, throttler: Throttler,
+             skip: Callable[[BatchInfo], bool] | None = None
+             ) -> Iterator[tuple[BatchInfo, bytes | None]]:
+    """The batches of ``src``; a batch ``skip`` selects is not read (``None``)."""
     scan = Scan(src.fd, 0, src.size, verify_crc=False, min_offset=src.base_offset)
     for info in scan:
         plog.check_cleaning_allowed()
+        if skip is not None and skip(info):
+            yield info, None
+            continue
         throttler.charge(info.size)
         yield info, pread_exact(src.fd, info.size, info.position)
     if scan.stop_reason is not None:
@@ -554,12 +624,35 @@ def _build_map(sources: list[_Source], first_dirty: int, stop: int, omap: Offset
             if not omap.room_for(info.record_count):
                 return end, True
             if not info.attributes & _ATTR_CONTROL:  # hook: transaction markers carry no key
-                for rec in iter_records(batch):
-                    if rec.key is not None and rec.offset >= first_dirty:
-                        omap.put(rec.key, rec.offset)
+                assert batch is not None
+                _map_batch(batch, info, first_dirty, omap)
             end = info.last_offset + 1
         end = max(end, src.next_offset)
     return end, False
+
+
+def _map_batch(batch: bytes, info: BatchInfo, first_dirty: int, omap: OffsetMap) -> None:
+    """Map the keys of ``batch``'s records at or above ``first_dirty`` to its base offset."""
+    base = info.base_offset
+    data, start, stop = records_payload(batch)
+    scan = scan_keys(data, start, stop, info.record_count)
+    if scan is None:  # unusual (offset deltas not 0..n-1) or malformed: the full decoder
+        for rec in iter_records(batch):  # raises CorruptRecordError if malformed
+            if rec.key is not None and rec.offset >= first_dirty:
+                omap.put(rec.key, base)
+        return
+    keys, nulls, tombs = scan[0], scan[1], scan[2]
+    if base >= first_dirty and not nulls:
+        # Tracked only when every record is mapped and none needs a per-record rule
+        # (tombstone expiry).
+        omap.map_batch(cast("list[bytes]", omap.digests(keys, False)), base, track=not tombs)
+        return
+    if base < first_dirty:  # the dirty section (or the log) starts inside this batch
+        keys = keys[first_dirty - base:]
+    if nulls:
+        keys = [k for k in keys if k is not None]
+    if keys:
+        omap.map_batch(cast("list[bytes]", omap.digests(keys, False)), base, track=False)
 
 
 def _clean_group(plog: PartitionLog, group: list[_Source], omap: OffsetMap, end: int,
@@ -575,10 +668,18 @@ def _clean_group(plog: PartitionLog, group: list[_Source], omap: OffsetMap, end:
     changed = len(group) > 1
     out = bytearray()
     position = 0  # bytes emitted so far (written or buffered in ``out``)
+    def superseded(info: BatchInfo) -> bool:  # see OffsetMap.map_batch
+        return omap.live_keys(info.base_offset) == 0
+
     try:
         for src in group:
-            for info, batch in _batches(src, plog, throttler):
+            for info, batch in _batches(src, plog, throttler, superseded):
                 stats.bytes_read += info.size
+                if batch is None:  # every record superseded: not even read
+                    stats.records_read += info.record_count
+                    stats.records_removed += info.record_count
+                    changed = True
+                    continue
                 kept = _filter_batch(batch, info, omap, end, horizon_ms, stats)
                 if kept is None:
                     kept = [batch]
@@ -622,18 +723,97 @@ def _flush_out(plog: PartitionLog, fd: int, out: bytearray, throttler: Throttler
 
 def _filter_batch(batch: bytes, info: BatchInfo, omap: OffsetMap, end: int, horizon_ms: int,
                   stats: CleanStats) -> list[bytes] | None:
-    """The batches that replace ``batch`` (None: keep it as it is; []: drop it)."""
+    """The batches that replace ``batch`` (None: keep it as it is; []: drop it).
+
+    The map holds, per key, the base offset ``M`` of the batch with the key's latest record.
+    A record of this batch (base ``b``) is superseded when ``M > b`` (the latest is in a later
+    batch) or when ``M == b`` and the key occurs again later in this batch (mapping keeps the
+    last occurrence of a batch, so that later one is the latest). ``M < b`` happens only for an
+    absent key (-1): records below ``end`` are either mapped or older than every mapped one.
+
+    Measured hot path: the keys come from :func:`scan_keys` (no Record objects), the decisions
+    are made per batch with C-level list operations where possible, and kept records of a
+    partly kept batch are re-framed from their raw bytes (:func:`reframe_runs`), not
+    re-encoded; the general decoder remains for unusual or malformed batches.
+    """
     if info.attributes & _ATTR_CONTROL or info.base_offset >= end:
         return None  # hook: transaction markers are kept until transactions exist
+    base = info.base_offset
+    n = info.record_count
+    if omap.live_keys(base) == n:  # mapped this pass: every record is its key's latest
+        stats.records_read += n
+        return None
+    data, start, stop = records_payload(batch)  # validates: CRC, codec, counts
+    scan = scan_keys(data, start, stop, n) if info.last_offset < end else None
+    if scan is None:
+        return _filter_decoded(batch, info, omap, end, horizon_ms, stats)
+    keys, nulls, tombs, tomb_ts = scan
+    stats.records_read += n
+    digests = omap.digests(keys, bool(nulls))
+    mapped = omap.lookup(digests)
+    if min(mapped) > base:  # every record superseded by a later batch
+        stats.records_removed += n
+        return []
+    unique = len(set(digests)) == n
+    if not nulls and not tombs and max(mapped) <= base and unique:
+        return None  # nothing superseded: the batch stays byte for byte
+    keep = list(map(base.__ge__, mapped))
+    if not unique and base in mapped:
+        last = dict(zip(digests, range(n), strict=True))  # last occurrence in the batch
+        for i, m in enumerate(mapped):
+            if m == base and last[digests[i]] != i:
+                keep[i] = False
+    for i in nulls:
+        keep[i] = False  # no key: cannot be compacted, so it is dropped (as Kafka does)
+    append_time = info.max_timestamp if info.attributes & _ATTR_LOG_APPEND_TIME else None
+    for i, ts_delta in zip(tombs, tomb_ts, strict=True):
+        if keep[i]:
+            ts = info.first_timestamp + ts_delta if append_time is None else append_time
+            if ts < horizon_ms:
+                keep[i] = False
+                stats.tombstones_removed += 1
+            elif ts < stats.oldest_tombstone_ms:
+                stats.oldest_tombstone_ms = ts
+    kept = keep.count(True)
+    stats.records_removed += n - kept
+    if kept == n:
+        return None
+    if not kept:
+        return []
+    attrs = info.attributes & (_ATTR_COMPRESSION_MASK | _ATTR_LOG_APPEND_TIME
+                               | _ATTR_TRANSACTIONAL)
+    out = []
+    for first, count, first_ts, max_ts, records in reframe_runs(
+            data, start, stop, n, keep, info.first_timestamp, append_time):
+        seq = info.base_sequence
+        if seq >= 0:
+            seq = (seq + first) % (2**31)
+        out.append(frame_batch(records, count=count, base_offset=base + first,
+                               attributes=attrs, first_timestamp=first_ts,
+                               max_timestamp=max_ts, producer_id=info.producer_id,
+                               producer_epoch=info.producer_epoch, base_sequence=seq,
+                               partition_leader_epoch=info.leader_epoch))
+    return out
+
+
+def _filter_decoded(batch: bytes, info: BatchInfo, omap: OffsetMap, end: int, horizon_ms: int,
+                    stats: CleanStats) -> list[bytes] | None:
+    """:func:`_filter_batch` through the full decoder: for batches whose offset deltas are not
+    0..n-1 or that straddle ``end``, and to raise the precise error for a malformed one."""
+    base = info.base_offset
     records = list(iter_records(batch))
     stats.records_read += len(records)
+    digests = [None if r.key is None else _digest(r.key) for r in records]
+    last = dict(zip(digests, range(len(records)), strict=True))
     kept: list[Record] = []
-    for rec in records:
+    for i, rec in enumerate(records):
         if rec.offset >= end:
             kept.append(rec)
-        elif rec.key is None or omap.get(rec.key) > rec.offset:
+            continue
+        mapped = omap.lookup([digests[i]])[0]
+        if rec.key is None or mapped > base or (mapped == base and last[digests[i]] != i):
             continue  # no key (cannot be compacted), or superseded
-        elif rec.value is None and rec.timestamp_ms < horizon_ms:
+        if rec.value is None and rec.timestamp_ms < horizon_ms:
             stats.tombstones_removed += 1
         else:
             if rec.value is None and rec.timestamp_ms < stats.oldest_tombstone_ms:
