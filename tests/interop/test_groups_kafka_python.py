@@ -50,6 +50,10 @@ def consumer(bootstrap: str, group: str) -> kafka.KafkaConsumer:
         metadata_max_age_ms=1000,
     )
     c.subscribe([TOPIC])
+    # Learn the topic's metadata before the first poll joins the group: otherwise kafka-python
+    # 3.0.12 can assign from stale metadata, rejoin, and drop its own SyncGroup reply when a
+    # poll times out mid-join (see test_groups_extra.py), leaving a member with no partitions.
+    assert c.partitions_for_topic(TOPIC)
     return c
 
 
