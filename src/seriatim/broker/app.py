@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from seriatim.broker.broker import Broker
 from seriatim.broker.groups import GroupDriver
 from seriatim.broker.state import BrokerState, Endpoint
+from seriatim.broker.transactions import TransactionDriver
 from seriatim.clock import SYSTEM_CLOCK, Clock
 from seriatim.config import BrokerConfig
 from seriatim.limits import LOG_CLEANER_BACKOFF_MS_DEFAULT
@@ -49,6 +50,10 @@ class BrokerApplication:
         groups.load()  # replay __consumer_offsets before the first request is served
         groups.start()
         self.state.groups = groups
+        txns = TransactionDriver(self.state)
+        txns.load()  # replay __transaction_state; interrupted commits/aborts finish at start()
+        self.state.transactions = txns
+        txns.start()
         self._tasks = [
             asyncio.create_task(self._retention(), name="seriatim-retention"),
             asyncio.create_task(self._flush_ticker(), name="seriatim-flush"),
@@ -59,6 +64,8 @@ class BrokerApplication:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.state.transactions is not None:
+            await self.state.transactions.stop()
         if self.state.groups is not None:
             await self.state.groups.stop()
         try:

@@ -45,11 +45,13 @@ from seriatim.coordinator import (
     failed,
 )
 from seriatim.errors import ErrorCode, KafkaError, StorageError, invariant
-from seriatim.records import build_batch
+from seriatim.records import build_batch, iter_records
+from seriatim.storage.producer_state import control_marker
 
 if TYPE_CHECKING:
     from seriatim.broker.state import BrokerState
     from seriatim.storage import PartitionLog
+    from seriatim.storage.segment import BatchInfo
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,8 @@ OFFSETS_TOPIC = "__consumer_offsets"
 _DEFAULT_SEGMENT_BYTES = 104_857_600  # offsets.topic.segment.bytes
 _DEFAULT_RETENTION_CHECK_MS = 600_000  # offsets.retention.check.interval.ms
 _DEFAULT_METADATA_MAX_BYTES = 4096  # offset.metadata.max.bytes
+_ATTR_TXN = 0x10
+_ATTR_CONTROL = 0x20
 
 
 def java_string_hash(s: str) -> int:
@@ -115,13 +119,30 @@ class GroupDriver:
         info = manager.topics().get(OFFSETS_TOPIC)
         if info is not None:
             for p in range(info.partitions):
-                for record in manager.get(OFFSETS_TOPIC, p).read_records():
-                    if record.key is None:
-                        continue  # not ours (a compacted topic cannot hold one anyway)
-                    self.core.replay(record.key, record.value)
-                    count += 1
+                for header, batch in manager.get(OFFSETS_TOPIC, p).iter_batches():
+                    count += self._replay_batch(header, batch)
         self.core.finish_loading()
         log.info("group coordinator loaded %d record(s) from %s", count, OFFSETS_TOPIC)
+        return count
+
+    def _replay_batch(self, header: BatchInfo, batch: bytes) -> int:
+        """Replay one stored batch: plain records, a transaction's pending offsets, or its
+        COMMIT/ABORT marker."""
+        pid = header.producer_id
+        if header.attributes & _ATTR_CONTROL:
+            marker = control_marker(batch)
+            if marker is not None and pid >= 0:
+                self.core.replay_marker(pid, marker[0])
+            return 0
+        count = 0
+        for record in iter_records(batch):
+            if record.key is None:
+                continue  # not ours (a compacted topic cannot hold one anyway)
+            if header.attributes & _ATTR_TXN and pid >= 0:
+                self.core.replay_pending(pid, record.key, record.value)
+            else:
+                self.core.replay(record.key, record.value)
+            count += 1
         return count
 
     def start(self) -> None:
@@ -173,7 +194,10 @@ class GroupDriver:
             )
             return
         for record in out.records:
-            self.core.replay(record.key, record.value)
+            if record.producer_id >= 0:
+                self.core.replay_pending(record.producer_id, record.key, record.value)
+            else:
+                self.core.replay(record.key, record.value)
         task = asyncio.get_running_loop().create_task(self._reply_when_durable(plogs, out.replies))
         self._reply_tasks.add(task)
         task.add_done_callback(self._reply_tasks.discard)
@@ -197,22 +221,31 @@ class GroupDriver:
 
     def _append(self, records: list[LogRecord]) -> list[tuple[int, PartitionLog]]:
         partitions = self._ensure_topic()
-        by_partition: dict[int, list[LogRecord]] = {}
+        by_partition: dict[tuple[int, int, int], list[LogRecord]] = {}
         for record in records:
-            by_partition.setdefault(partition_for(record.group_id, partitions), []).append(record)
+            p = partition_for(record.group_id, partitions)
+            key = (p, record.producer_id, record.producer_epoch)
+            by_partition.setdefault(key, []).append(record)
         now_ms = self.state.clock.wall_ms()
         written = []
-        for p, recs in sorted(by_partition.items()):
+        for (p, pid, epoch), recs in sorted(by_partition.items()):
             plog = self.state.manager.get(OFFSETS_TOPIC, p)
             batch = build_batch(
                 [(r.key, r.value) for r in recs],
                 timestamp_ms=now_ms,
                 partition_leader_epoch=self.state.leader_epoch,
+                producer_id=pid,
+                producer_epoch=epoch,
+                transactional=pid >= 0,
             )
             info = plog.append_batch(bytearray(batch), leader_epoch=self.state.leader_epoch)
             self.state.appended(OFFSETS_TOPIC, p, plog, info)
             written.append((p, plog))
         return written
+
+    def partition_of(self, group_id: str) -> int:
+        """The ``__consumer_offsets`` partition of ``group_id`` (creating the topic)."""
+        return partition_for(group_id, self._ensure_topic())
 
     def _ensure_topic(self) -> int:
         manager = self.state.manager

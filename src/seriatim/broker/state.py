@@ -17,6 +17,10 @@ Durability, per partition from its topic's ``flush.policy`` (broker default
   and by a ticker); the high watermark is the log end offset, as in Kafka.
 * ``never``: the OS flushes; the high watermark is the log end offset.
 
+The last stable offset (LSO) of a partition is ``min(high watermark, first offset of its oldest
+open transaction)`` (storage's producer state); read_committed fetches and ListOffsets stop
+there. Without an open transaction it equals the high watermark.
+
 The storage engine opens logs in group-commit mode, so its own per-append fsync for ``always``
 is left to this class.
 """
@@ -38,6 +42,7 @@ from seriatim.errors import ErrorCode, KafkaError, UnknownTopicOrPartitionError
 
 if TYPE_CHECKING:
     from seriatim.broker.groups import GroupDriver
+    from seriatim.broker.transactions import TransactionDriver
     from seriatim.config import BrokerConfig  # type only: broker never imports server
     from seriatim.storage import AppendInfo, LogManager, PartitionLog
 
@@ -79,6 +84,8 @@ class BrokerState:
         self._producer_id_limit = 0
         # The group coordinator's driver (broker/groups.py), set by the app once open.
         self.groups: GroupDriver | None = None
+        # The transaction coordinator's driver (broker/transactions.py), set by the app.
+        self.transactions: TransactionDriver | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
     def open(self) -> None:
@@ -211,6 +218,20 @@ class BrokerState:
         if self._always(plog):
             return plog.flushed_offset
         return plog.end_offset
+
+    def last_stable_offset(self, plog: PartitionLog) -> int:
+        hw = self.high_watermark(plog)
+        unstable = plog.first_unstable_offset()
+        return hw if unstable is None else min(hw, unstable)
+
+    def verify_transaction(self, transactional_id: str, producer_id: int, epoch: int,
+                           topic: str, partition: int) -> ErrorCode:
+        """May this producer write transactional data to this partition now?"""
+        if self.transactions is None:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        code: ErrorCode = self.transactions.verify(transactional_id, producer_id, epoch, topic,
+                                                   partition)
+        return code
 
     def appended(self, topic: str, partition: int, plog: PartitionLog, info: AppendInfo) -> None:
         """After an append: schedule durability and wake fetches that can now see data."""

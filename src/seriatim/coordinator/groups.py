@@ -24,6 +24,12 @@ Two kinds of state, two rules:
   rebuilt by the clients, not by the log (after a restart, members are loaded from the last
   GroupMetadata record and must heartbeat within their session timeout).
 
+Transactional offset commits (TxnOffsetCommit) are written in transactional batches of the
+producer; :meth:`replay_pending` holds them per producer id and :meth:`replay_marker` applies
+them (COMMIT) or drops them (ABORT) when the transaction's marker reaches the partition, as
+Kafka's pendingTransactionalOffsetCommits do. Pending offsets are stored state too: replayed
+from the batch headers at load.
+
 States (Kafka's): Empty -> PreparingRebalance (a member joined/left, or the leader rejoined)
 -> CompletingRebalance (every member rejoined, or the rebalance timeout removed those that did
 not; generation + 1, protocol chosen, leader gets the member list) -> Stable (the leader's
@@ -180,6 +186,8 @@ class GroupCoordinator:
         self.clock = clock
         self._rng = rng if rng is not None else random.Random()
         self._groups: dict[str, Group] = {}
+        # producer id -> transactional offset commits awaiting the transaction's marker
+        self._pending_txn: dict[int, list[tuple[bytes, bytes | None]]] = {}
         self._next_retention_check_ns = (
             clock.monotonic_ns() + config.offsets_retention_check_interval_ms * _NS_PER_MS
         )
@@ -213,6 +221,21 @@ class GroupCoordinator:
                 return
             group = self._groups.setdefault(decoded.group_id, Group(decoded.group_id))
             group.stored = decode_group_value(value)
+
+    def replay_pending(self, producer_id: int, key: bytes, value: bytes | None) -> None:
+        """A transactional offset commit was appended: hold it until the marker."""
+        self._pending_txn.setdefault(producer_id, []).append((key, value))
+
+    def replay_marker(self, producer_id: int, commit: bool) -> None:
+        """A COMMIT/ABORT marker of ``producer_id`` reached ``__consumer_offsets``."""
+        pending = self._pending_txn.pop(producer_id, [])
+        if commit:
+            for key, value in pending:
+                self.replay(key, value)
+
+    def pending_transactional_offsets(self) -> dict[int, int]:
+        """Producer id -> number of offsets awaiting its transaction's end."""
+        return {pid: len(v) for pid, v in self._pending_txn.items()}
 
     def finish_loading(self) -> None:
         """After replaying the whole log at start: groups take their stored membership.
@@ -722,6 +745,44 @@ class GroupCoordinator:
             out.records.append(LogRecord(req.group_id, key, value))
         out.reply(token, PartitionErrors(ErrorCode.NONE, results))
         return out
+
+    def txn_commit(self, token: Token, req: CommitRequest, producer_id: int,
+                   producer_epoch: int) -> Output:
+        """TxnOffsetCommit: offsets recorded under the producer's transaction (pending)."""
+        out = Output()
+        tps = [(t, p) for t, p, _, _, _ in req.offsets]
+        error = self._txn_commit_error(req)
+        if error != ErrorCode.NONE:
+            out.reply(token, PartitionErrors(ErrorCode.NONE, dict.fromkeys(tps, error)))
+            return out
+        now_ms = self.clock.wall_ms()
+        results: dict[tuple[str, int], ErrorCode] = {}
+        for topic, partition, offset, epoch, metadata in req.offsets:
+            meta = metadata or ""
+            if len(meta.encode()) > self.config.offset_metadata_max_bytes:
+                results[(topic, partition)] = ErrorCode.OFFSET_METADATA_TOO_LARGE
+                continue
+            results[(topic, partition)] = ErrorCode.NONE
+            key = encode_offset_key(OffsetKey(req.group_id, topic, partition))
+            value = encode_offset_value(OffsetValue(offset, epoch, meta, now_ms))
+            out.records.append(LogRecord(req.group_id, key, value, producer_id, producer_epoch))
+        out.reply(token, PartitionErrors(ErrorCode.NONE, results))
+        return out
+
+    def _txn_commit_error(self, req: CommitRequest) -> ErrorCode:
+        """Kafka's doTxnCommitOffsets checks: members are checked only when named (v3+)."""
+        if not req.group_id:
+            return ErrorCode.INVALID_GROUP_ID
+        group = self._groups.get(req.group_id)
+        if group is None:
+            return ErrorCode.NONE
+        if group.state == GroupState.DEAD:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        if req.member_id and req.member_id not in group.members:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        if req.generation_id >= 0 and req.generation_id != group.generation:
+            return ErrorCode.ILLEGAL_GENERATION
+        return ErrorCode.NONE
 
     def _commit_error(self, req: CommitRequest) -> ErrorCode:
         """Kafka's doCommitOffsets checks, in its order."""

@@ -51,6 +51,10 @@ class LogRecord:
     group_id: str
     key: bytes
     value: bytes | None  # None: a tombstone
+    # A transactional offset commit (TxnOffsetCommit): written in a transactional batch of this
+    # producer, visible only once the transaction's COMMIT marker reaches the partition.
+    producer_id: int = -1
+    producer_epoch: int = -1
 
 
 @dataclass(slots=True)

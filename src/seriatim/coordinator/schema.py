@@ -294,3 +294,81 @@ def subscribed_topics(subscription: bytes) -> frozenset[str] | None:
         return frozenset(r.string() for _ in range(r.array_len()))
     except RecordFormatError:
         return None
+
+
+# --- __transaction_state (TransactionLogKey / TransactionLogValue) ------------------------------
+#
+# Key:   int16 key version (0), transactional_id string.
+# Value: int16 value version; v0: producer_id int64, producer_epoch int16,
+#        transaction_timeout_ms int32, transaction_status int8, transaction_partitions nullable
+#        array of (topic string, partition_ids array of int32), last_update_timestamp_ms int64,
+#        start_timestamp_ms int64. v1 is the flexible form (compact lengths, tagged fields).
+#        A null value (tombstone) deletes the transactional id.
+
+TXN_KEY_VERSION = 0
+TXN_VALUE_VERSION = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TxnValue:
+    producer_id: int
+    producer_epoch: int
+    timeout_ms: int
+    status: int  # Kafka's TransactionState id (coordinator/transactions.py TxnState)
+    partitions: tuple[tuple[str, int], ...]  # sorted
+    last_update_ms: int
+    start_ms: int
+
+
+def encode_txn_key(transactional_id: str) -> bytes:
+    return struct.pack(">h", TXN_KEY_VERSION) + _string(transactional_id)
+
+
+def decode_txn_key(key: bytes) -> str | None:
+    """The transactional id, or None for a key version we do not know."""
+    r = _Reader(key)
+    if r.int16() != TXN_KEY_VERSION:
+        return None
+    return r.string()
+
+
+def encode_txn_value(value: TxnValue) -> bytes:
+    by_topic: dict[str, list[int]] = {}
+    for topic, partition in value.partitions:
+        by_topic.setdefault(topic, []).append(partition)
+    parts = [
+        struct.pack(">hqhib", TXN_VALUE_VERSION, value.producer_id, value.producer_epoch,
+                    value.timeout_ms, value.status),
+        struct.pack(">i", len(by_topic)),
+    ]
+    for topic in sorted(by_topic):
+        ids = sorted(by_topic[topic])
+        parts += [_string(topic), struct.pack(f">i{len(ids)}i", len(ids), *ids)]
+    parts.append(struct.pack(">qq", value.last_update_ms, value.start_ms))
+    return b"".join(parts)
+
+
+def decode_txn_value(value: bytes) -> TxnValue:
+    r = _Reader(value)
+    version = r.int16()
+    if version not in (0, 1):
+        raise RecordFormatError(f"unknown TransactionLogValue version {version}")
+    r.flexible = version >= 1
+    pid = r.int64()
+    epoch = r.int16()
+    timeout_ms = r.int32()
+    status = int(struct.unpack(">b", r._take(1))[0])
+    partitions: list[tuple[str, int]] = []
+    n = r._length(4)
+    if n > len(value):
+        raise RecordFormatError(f"bad array length {n}")
+    for _ in range(max(n, 0)):
+        topic = r.string()
+        for _ in range(r.array_len()):
+            partitions.append((topic, r.int32()))
+        r.skip_tags()
+    last_update = r.int64()
+    start = r.int64()
+    r.skip_tags()
+    return TxnValue(pid, epoch, timeout_ms, status, tuple(sorted(partitions)), last_update,
+                    start)

@@ -47,6 +47,14 @@ _MODULES = (
     "describe_groups",
     "delete_groups",
     "offset_delete",
+    # transactions (the coordinator: coordinator/transactions.py, driven by broker/transactions.py)
+    "add_partitions_to_txn",
+    "add_offsets_to_txn",
+    "end_txn",
+    "txn_offset_commit",
+    "describe_transactions",
+    "list_transactions",
+    "describe_producers",
 )
 
 _loaded = False

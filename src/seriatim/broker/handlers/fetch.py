@@ -1,7 +1,11 @@
 """Fetch (key 1), v4-v12.
 
-v4+ carry isolation_level and last_stable_offset (LSO = high watermark until transactions
-exist; read_committed clients such as librdkafka need it right, pitfall 10); v5+ log start
+v4+ carry isolation_level and last_stable_offset (pitfall 10: librdkafka reads
+read_committed by default). read_uncommitted reads up to the high watermark; read_committed up
+to the last stable offset (the first offset of the oldest open transaction, or the high
+watermark), and the response lists the aborted transactions overlapping the data returned
+(producer id, first offset; from the partition's ``.txnindex``) so the client drops their
+records; control batches (markers) are returned as they are and clients skip them. v5+ log start
 offset; v7+ fetch sessions (KIP-227), which we decline by answering session_id 0, so clients
 keep sending full requests (pitfall 6); v11+ rack id and preferred read replica (-1); v12 is
 flexible. v13+ address topics by id and are not served (pitfall 4).
@@ -90,19 +94,24 @@ def _read_partition(
     if plog is None:
         return FetchPartitionData(index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1, -1, -1)
     hw = state.high_watermark(plog)
+    lso = state.last_stable_offset(plog)
     start = plog.start_offset
-    aborted = () if read_committed else None
+    aborted: list[tuple[int, int]] | None = [] if read_committed else None
     offset = p.fetch_offset
     if offset < start or offset > plog.end_offset:
-        return FetchPartitionData(index, ErrorCode.OFFSET_OUT_OF_RANGE, hw, hw, start, aborted)
-    if offset >= hw or (budget <= 0 and not min_one):
-        return FetchPartitionData(index, ErrorCode.NONE, hw, hw, start, aborted)
+        return FetchPartitionData(index, ErrorCode.OFFSET_OUT_OF_RANGE, hw, lso, start, aborted)
+    upper = lso if read_committed else hw
+    if offset >= upper or (budget <= 0 and not min_one):
+        return FetchPartitionData(index, ErrorCode.NONE, hw, lso, start, aborted)
     limit = min(p.partition_max_bytes, max(budget, 0))
     try:
-        result = plog.read(offset, limit, max_offset=hw, min_one_batch=min_one)
+        result = plog.read(offset, limit, max_offset=upper, min_one_batch=min_one)
         records = [os.pread(s.fd, s.size, s.position) for s in result.slices]
+        if read_committed and records:
+            aborted = [(t.producer_id, t.first_offset)
+                       for t in plog.aborted_transactions(offset, upper)]
     except OffsetOutOfRangeError:
-        return FetchPartitionData(index, ErrorCode.OFFSET_OUT_OF_RANGE, hw, hw, start, aborted)
+        return FetchPartitionData(index, ErrorCode.OFFSET_OUT_OF_RANGE, hw, lso, start, aborted)
     except StorageError:
-        return FetchPartitionData(index, ErrorCode.KAFKA_STORAGE_ERROR, hw, hw, start, aborted)
-    return FetchPartitionData(index, ErrorCode.NONE, hw, hw, start, aborted, records=records)
+        return FetchPartitionData(index, ErrorCode.KAFKA_STORAGE_ERROR, hw, lso, start, aborted)
+    return FetchPartitionData(index, ErrorCode.NONE, hw, lso, start, aborted, records=records)

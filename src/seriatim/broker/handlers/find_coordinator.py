@@ -1,10 +1,10 @@
 """FindCoordinator (key 10), v0-v6.
 
-One node coordinates every group, so the answer is always this broker. v0 carries one group
-key; v1+ add ``key_type`` (0 group, 1 transaction), an error message and throttle time; v3+
-are flexible; v4+ batch the keys (``coordinator_keys``) and answer one coordinator per key.
-Transactions are not served yet: key type 1 is INVALID_REQUEST (as is any other type), so a
-transactional producer fails clearly instead of retrying for ever.
+One node coordinates every group and every transactional id, so the answer is always this
+broker. v0 carries one group key; v1+ add ``key_type`` (0 group, 1 transaction), an error
+message and throttle time; v3+ are flexible; v4+ batch the keys (``coordinator_keys``) and
+answer one coordinator per key. Any other key type is INVALID_REQUEST; an empty group id is
+INVALID_GROUP_ID and an empty transactional id INVALID_REQUEST.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from seriatim.errors import ErrorCode
 from seriatim.protocol import kio_error, make, nested, response_class
 
 GROUP_KEY_TYPE = 0
+TRANSACTION_KEY_TYPE = 1
 
 
 @REGISTRY.handles(10, 0, 6)
@@ -39,6 +40,10 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
 
 
 def _check(key: str, key_type: int) -> tuple[ErrorCode, str | None]:
+    if key_type == TRANSACTION_KEY_TYPE:
+        if not key:
+            return ErrorCode.INVALID_REQUEST, "the transactional id is empty"
+        return ErrorCode.NONE, None
     if key_type != GROUP_KEY_TYPE:
         return ErrorCode.INVALID_REQUEST, f"coordinator key type {key_type} is not supported"
     if not key:

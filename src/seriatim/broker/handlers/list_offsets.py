@@ -25,11 +25,13 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     resp_cls = response_class(2, version)
     topic_cls = nested(resp_cls, "topics")
     part_cls = nested(topic_cls, "partitions")
+    committed = getattr(request, "isolation_level", 0) == 1
     topics = []
     for topic in request.topics:
         parts = []
         for p in topic.partitions:
-            code, timestamp, offset = _lookup(state, topic.name, p.partition_index, p.timestamp)
+            code, timestamp, offset = _lookup(state, topic.name, p.partition_index, p.timestamp,
+                                              committed)
             fields: dict[str, Any] = {
                 "partition_index": p.partition_index,
                 "error_code": kio_error(code),
@@ -43,11 +45,12 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
     return make(resp_cls, topics=tuple(topics))
 
 
-def _lookup(state: Any, topic: str, partition: int, timestamp: int) -> tuple[ErrorCode, int, int]:
+def _lookup(state: Any, topic: str, partition: int, timestamp: int, committed: bool
+            ) -> tuple[ErrorCode, int, int]:
     plog = state.partition(topic, partition)
     if plog is None:
         return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1, -1
-    hw = state.high_watermark(plog)
+    hw = state.last_stable_offset(plog) if committed else state.high_watermark(plog)
     if timestamp == EARLIEST:
         return ErrorCode.NONE, -1, plog.start_offset
     if timestamp == LATEST:

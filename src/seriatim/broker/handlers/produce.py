@@ -11,6 +11,16 @@ then appended as one blob with its base offset rewritten in place. acks=0 gets n
 error closes the connection, as Kafka does, so the client notices); acks=1 is answered once
 the batch is in the log; acks=-1 (all) also waits for the group-commit fsync when
 ``log.flush.policy=always``.
+
+Idempotence (storage/producer_state.py): a batch with a producer id is checked against the
+partition's producer state; a retry of one of the producer's last 5 batches is answered NONE
+with the offsets it was first stored at (nothing is appended, but acks=all still waits for
+those offsets to be durable); a gap is OUT_OF_ORDER_SEQUENCE_NUMBER, an old epoch
+INVALID_PRODUCER_EPOCH. Transactional produce (``transactional_id`` set, transactional batches)
+is verified with the transaction coordinator first (KIP-890 part 1, which Kafka 3.6+ does too):
+the partition must have been added to the producer's ongoing transaction under the same
+producer id and epoch, otherwise INVALID_TXN_STATE (or INVALID_PRODUCER_EPOCH), so a late or
+zombie write can never open a transaction that no coordinator will ever end.
 """
 
 from __future__ import annotations
@@ -24,8 +34,13 @@ from seriatim.broker.handlers import REGISTRY
 from seriatim.broker.state import BrokerState
 from seriatim.errors import ErrorCode, KafkaError, StorageError
 from seriatim.protocol import ProducePartitionResult, ProtocolError, encode_produce_response
-from seriatim.records import BATCH_HEADER_SIZE, Compression, iter_records, validate_batch
-from seriatim.records.varint import decode_varint
+from seriatim.records import (
+    Compression,
+    check_record_framing,
+    iter_records,
+    parse_header,
+    validate_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +59,9 @@ async def handle(ctx: RequestContext, request: Any) -> list[bytes] | None:
         for pdata in topic_data.partition_data:
             if acks not in (-1, 0, 1):
                 res = ProducePartitionResult(pdata.index, ErrorCode.INVALID_REQUIRED_ACKS, -1)
-            elif request.transactional_id is not None:
-                res = ProducePartitionResult(
-                    pdata.index, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1
-                )
             else:
-                res, plog = _append(state, name, pdata.index, pdata.records, version)
+                res, plog = _append(state, name, pdata.index, pdata.records, version,
+                                    request.transactional_id)
                 if plog is not None and acks == -1:
                     durable.append((res, plog, name, pdata.index))
             partition_results.append(res)
@@ -78,13 +90,15 @@ async def handle(ctx: RequestContext, request: Any) -> list[bytes] | None:
 
 
 def _append(
-    state: BrokerState, topic: str, partition: int, records: bytes | None, version: int
+    state: BrokerState, topic: str, partition: int, records: bytes | None, version: int,
+    transactional_id: str | None,
 ) -> tuple[ProducePartitionResult, Any]:
     plog = state.partition(topic, partition)
     if plog is None:
         return ProducePartitionResult(partition, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1), None
     try:
         records = _validate(state, topic, plog, records, version)
+        _check_transaction(state, topic, partition, records, transactional_id)
         info = plog.append_batch(records, leader_epoch=state.leader_epoch)
     except KafkaError as exc:
         return ProducePartitionResult(partition, exc.code, -1, error_message=str(exc)), None
@@ -93,7 +107,8 @@ def _append(
         return ProducePartitionResult(
             partition, ErrorCode.KAFKA_STORAGE_ERROR, -1, error_message=str(exc)
         ), None
-    state.appended(topic, partition, plog, info)
+    if not info.duplicate:
+        state.appended(topic, partition, plog, info)
     return (
         ProducePartitionResult(
             partition,
@@ -120,8 +135,6 @@ def _validate(
         )
     if header.is_control:
         raise KafkaError("clients may not write control batches", ErrorCode.INVALID_RECORD)
-    if header.is_transactional:
-        raise KafkaError("transactions are not supported yet", ErrorCode.INVALID_TXN_STATE)
     if header.producer_id >= 0 and header.base_sequence < 0:
         raise KafkaError("an idempotent batch needs a base sequence >= 0", ErrorCode.INVALID_RECORD)
     if header.compression == Compression.ZSTD and version < 7:
@@ -145,27 +158,26 @@ def _validate(
                 "record count does not match the batch header", ErrorCode.INVALID_RECORD
             )
     else:
-        _check_record_framing(records, header.record_count)
+        check_record_framing(records, header.record_count)
     return records
 
 
-def _check_record_framing(records: bytes, count: int) -> None:
-    """Uncompressed: exactly ``count`` length-prefixed records fill the batch. Kafka's record
-    iterator refuses a batch with records missing or left over; without this check such a batch
-    would be stored and break every reader. One varint per record, no record decoding."""
-    pos, end = BATCH_HEADER_SIZE, len(records)
-    for _ in range(count):
-        if pos >= end:
-            raise KafkaError(
-                "the batch holds fewer records than its header declares", ErrorCode.INVALID_RECORD
-            )
-        length, pos = decode_varint(records, pos, end)
-        if length <= 0 or length > end - pos:
-            raise KafkaError(
-                "record length runs past the end of the batch", ErrorCode.INVALID_RECORD
-            )
-        pos += length
-    if pos != end:
-        raise KafkaError(
-            "record count does not match the batch header", ErrorCode.INVALID_RECORD
-        )
+def _check_transaction(state: BrokerState, topic: str, partition: int, records: bytes,
+                       transactional_id: str | None) -> None:
+    header = parse_header(records)
+    if not header.is_transactional:
+        if transactional_id is not None and header.producer_id >= 0:
+            raise KafkaError("a transactional producer sent a non-transactional batch",
+                             ErrorCode.INVALID_TXN_STATE)
+        return
+    if transactional_id is None:
+        raise KafkaError("a transactional batch needs the request's transactional id",
+                         ErrorCode.INVALID_TXN_STATE)
+    if header.producer_id < 0:
+        raise KafkaError("a transactional batch needs a producer id", ErrorCode.INVALID_RECORD)
+    code = state.verify_transaction(transactional_id, header.producer_id,
+                                    header.producer_epoch, topic, partition)
+    if code != ErrorCode.NONE:
+        raise KafkaError(f"partition {topic}-{partition} is not in an ongoing transaction of "
+                         f"{transactional_id!r} (producer {header.producer_id} epoch "
+                         f"{header.producer_epoch})", code)
