@@ -8,9 +8,9 @@ checked against what a raw Fetch reads back after the final restart. Checks (Jep
 * ``lost``: an acknowledged value is not at its reported offset (must be 0);
 * ``inconsistent``: two acknowledgements name the same (partition, offset) (must be 0);
 * ``gaps``: the offsets read back are not contiguous from the log start (must be 0);
-* ``duplicates``: values stored at more than one offset. The broker does not deduplicate
-  idempotent retries yet (producer state is another issue): a batch written and fsynced just
-  before the kill is retried by the client and stored again. Reported, not asserted.
+* ``duplicates``: values stored at more than one offset (must be 0): a batch written and
+  fsynced just before the kill is retried by the idempotent client, and the broker's producer
+  state (snapshotted and rebuilt from the log on recovery) answers it with the original offset.
 * ``restart_s``: SIGKILL -> answering ApiVersions again (must be < 3 s).
 """
 
