@@ -30,18 +30,15 @@ with COORDINATOR_NOT_AVAILABLE.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from seriatim.broker.driver import CoordinatorDriver
 from seriatim.coordinator import (
     CoordinatorConfig,
     GroupCoordinator,
     LogRecord,
     Output,
-    Token,
     failed,
 )
 from seriatim.errors import ErrorCode, KafkaError, StorageError, invariant
@@ -97,18 +94,14 @@ def coordinator_config(state: BrokerState) -> CoordinatorConfig:
     )
 
 
-class GroupDriver:
+class GroupDriver(CoordinatorDriver):
     """Runs the group coordinator inside the broker (see the module docstring)."""
 
+    name = "group coordinator"
+
     def __init__(self, state: BrokerState) -> None:
-        self.state = state
+        super().__init__(state)
         self.core = GroupCoordinator(coordinator_config(state), state.clock)
-        self._tokens = itertools.count()
-        self._waiting: dict[Token, asyncio.Future[Any]] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._reply_tasks: set[asyncio.Task[None]] = set()
-        self._stopped = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -145,37 +138,7 @@ class GroupDriver:
             count += 1
         return count
 
-    def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._rearm()
-
-    async def stop(self) -> None:
-        self._stopped = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._reply_tasks:
-            await asyncio.gather(*self._reply_tasks, return_exceptions=True)
-        for fut in self._waiting.values():
-            fut.cancel()  # a JoinGroup still waiting: its connection is closing anyway
-        self._waiting.clear()
-
     # --- calls --------------------------------------------------------------------------------
-
-    async def call(self, method: Callable[..., Output], *args: Any) -> Any:
-        """Run ``method(token, *args)`` on the coordinator and await the token's reply."""
-        invariant(self._loop is not None, "group driver used before start()")
-        token = next(self._tokens)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting[token] = fut
-        try:
-            self._process(method(token, *args))
-        finally:
-            self._rearm()
-        try:
-            return await fut
-        finally:
-            self._waiting.pop(token, None)
 
     def touched(self) -> None:
         """After a direct (reply-less) coordinator call such as a heartbeat."""
@@ -189,35 +152,23 @@ class GroupDriver:
             plogs = self._append(out.records)
         except (StorageError, KafkaError) as exc:
             log.error("cannot store group records: %s", exc)
-            self._resolve(
-                [(t, failed(r, ErrorCode.COORDINATOR_NOT_AVAILABLE)) for t, r in out.replies]
-            )
+            self._resolve([(t, self._failed(r)) for t, r in out.replies])
             return
         for record in out.records:
             if record.producer_id >= 0:
                 self.core.replay_pending(record.producer_id, record.key, record.value)
             else:
                 self.core.replay(record.key, record.value)
-        task = asyncio.get_running_loop().create_task(self._reply_when_durable(plogs, out.replies))
-        self._reply_tasks.add(task)
-        task.add_done_callback(self._reply_tasks.discard)
+        self._reply_after([(OFFSETS_TOPIC, p, plog) for p, plog in plogs], out.replies)
 
-    async def _reply_when_durable(
-        self, plogs: list[tuple[int, PartitionLog]], replies: list[tuple[Token, Any]]
-    ) -> None:
-        try:
-            for p, plog in plogs:
-                await self.state.wait_durable(OFFSETS_TOPIC, p, plog)
-        except Exception as exc:  # a failed fsync: never acknowledge (fail-stop)
-            log.error("group records not durable: %s", exc)
-            replies = [(t, failed(r, ErrorCode.COORDINATOR_NOT_AVAILABLE)) for t, r in replies]
-        self._resolve(replies)
+    def _tick(self) -> Output:
+        return self.core.tick()
 
-    def _resolve(self, replies: list[tuple[Token, Any]]) -> None:
-        for token, result in replies:
-            fut = self._waiting.get(token)
-            if fut is not None and not fut.done():
-                fut.set_result(result)
+    def _delay_s(self) -> float:
+        return (self.core.next_deadline_ns() - self.state.clock.monotonic_ns()) / 1e9
+
+    def _failed(self, result: Any) -> Any:
+        return failed(result, ErrorCode.COORDINATOR_NOT_AVAILABLE)
 
     def _append(self, records: list[LogRecord]) -> list[tuple[int, PartitionLog]]:
         partitions = self._ensure_topic()
@@ -248,43 +199,11 @@ class GroupDriver:
         return partition_for(group_id, self._ensure_topic())
 
     def _ensure_topic(self) -> int:
-        manager = self.state.manager
-        info = manager.topics().get(OFFSETS_TOPIC)
-        if info is not None:
-            return info.partitions
         cfg = self.state.config
         segment_bytes = cfg.get("offsets.topic.segment.bytes") or str(_DEFAULT_SEGMENT_BYTES)
-        partitions = cfg.offsets_topic_num_partitions
-        manager.create_topic(
-            OFFSETS_TOPIC,
-            partitions,
-            {
-                "cleanup.policy": "compact",
-                "flush.policy": "always",
-                "segment.bytes": segment_bytes,
-                "compression.type": "producer",
-            },
+        return self._ensure_internal_topic(
+            OFFSETS_TOPIC, cfg.offsets_topic_num_partitions, segment_bytes
         )
-        log.info("created %s with %d partition(s)", OFFSETS_TOPIC, partitions)
-        return partitions
-
-    # --- timers -------------------------------------------------------------------------------
-
-    def _rearm(self) -> None:
-        if self._loop is None or self._stopped:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        delay_ns = self.core.next_deadline_ns() - self.state.clock.monotonic_ns()
-        self._timer = self._loop.call_later(max(delay_ns, 0) / 1e9, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        try:
-            self._process(self.core.tick())
-        except Exception:  # a bug in one tick must not stop every group's timers
-            log.exception("group coordinator tick failed")
-        self._rearm()
 
 
 def driver(state: BrokerState) -> GroupDriver:

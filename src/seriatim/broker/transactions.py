@@ -32,12 +32,11 @@ partition is Kafka's ``abs(javaHashCode(id)) % partitions``.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import struct
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from seriatim.broker.driver import CoordinatorDriver
 from seriatim.broker.groups import OFFSETS_TOPIC, partition_for
 from seriatim.coordinator.transactions import (
     InitResult,
@@ -46,7 +45,6 @@ from seriatim.coordinator.transactions import (
     TxnConfig,
     TxnOutput,
     TxnRecord,
-    TxnToken,
 )
 from seriatim.errors import ErrorCode, KafkaError, StorageError, invariant
 from seriatim.records import build_batch
@@ -73,20 +71,16 @@ def marker_batch(producer_id: int, epoch: int, commit: bool, timestamp_ms: int,
                        control=True, partition_leader_epoch=leader_epoch)
 
 
-class TransactionDriver:
+class TransactionDriver(CoordinatorDriver):
     """Runs the transaction coordinator inside the broker (see the module docstring)."""
 
+    name = "transaction coordinator"
+
     def __init__(self, state: BrokerState) -> None:
-        self.state = state
+        super().__init__(state)
         raw = state.config.get("transaction.max.timeout.ms")
         config = TxnConfig(max_timeout_ms=int(raw) if raw is not None else 900_000)
         self.core = TransactionCoordinator(config, state.clock, state.next_producer_id)
-        self._tokens = itertools.count()
-        self._waiting: dict[TxnToken, asyncio.Future[Any]] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._reply_tasks: set[asyncio.Task[None]] = set()
-        self._stopped = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -108,32 +102,16 @@ class TransactionDriver:
         self._process(self.core.finish_loading())  # markers of interrupted commits/aborts
         self._rearm()
 
-    async def stop(self) -> None:
-        self._stopped = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._reply_tasks:
-            await asyncio.gather(*self._reply_tasks, return_exceptions=True)
-        for fut in self._waiting.values():
-            fut.cancel()
-        self._waiting.clear()
+    def _tick(self) -> TxnOutput:
+        return self.core.tick()
+
+    def _delay_s(self) -> float:
+        return (self.core.next_deadline_ms() - self.state.clock.wall_ms()) / 1000
+
+    def _failed(self, result: Any) -> Any:
+        return _failed(result)
 
     # --- calls --------------------------------------------------------------------------------
-
-    async def call(self, method: Callable[..., TxnOutput], *args: Any) -> Any:
-        invariant(self._loop is not None, "transaction driver used before start()")
-        token = next(self._tokens)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting[token] = fut
-        try:
-            self._process(method(token, *args))
-        finally:
-            self._rearm()
-        try:
-            return await fut
-        finally:
-            self._waiting.pop(token, None)
 
     def verify(self, transactional_id: str, producer_id: int, epoch: int, topic: str,
                partition: int) -> ErrorCode:
@@ -167,12 +145,8 @@ class TransactionDriver:
                 continue
             for record in done.records:
                 self.core.replay(record.key, record.value)
-        if not out.replies:
-            return
-        task = asyncio.get_running_loop().create_task(self._reply_when_durable(plogs,
-                                                                               out.replies))
-        self._reply_tasks.add(task)
-        task.add_done_callback(self._reply_tasks.discard)
+        if out.replies:
+            self._reply_after(plogs, out.replies)
 
     def _write_markers(self, marker: MarkerRequest
                        ) -> list[tuple[str, int, PartitionLog]] | None:
@@ -205,22 +179,6 @@ class TransactionDriver:
             written.append((topic, partition, plog))
         return written
 
-    async def _reply_when_durable(self, plogs: list[tuple[str, int, PartitionLog]],
-                                  replies: list[tuple[TxnToken, Any]]) -> None:
-        try:
-            for topic, p, plog in plogs:
-                await self.state.wait_durable(topic, p, plog)
-        except Exception as exc:  # a failed fsync: never acknowledge (fail-stop)
-            log.error("transaction records not durable: %s", exc)
-            replies = [(t, _failed(r)) for t, r in replies]
-        self._resolve(replies)
-
-    def _resolve(self, replies: list[tuple[TxnToken, Any]]) -> None:
-        for token, result in replies:
-            fut = self._waiting.get(token)
-            if fut is not None and not fut.done():
-                fut.set_result(result)
-
     def _append(self, records: list[TxnRecord]) -> list[tuple[str, int, PartitionLog]]:
         if not records:
             return []
@@ -241,45 +199,17 @@ class TransactionDriver:
         return written
 
     def _ensure_topic(self) -> int:
-        manager = self.state.manager
-        info = manager.topics().get(TXN_TOPIC)
-        if info is not None:
-            return info.partitions
         cfg = self.state.config
         raw = cfg.get("transaction.state.log.num.partitions")
-        partitions = int(raw) if raw is not None else 50
-        segment_bytes = cfg.get("transaction.state.log.segment.bytes") \
-            or str(_DEFAULT_SEGMENT_BYTES)
-        manager.create_topic(TXN_TOPIC, partitions, {
-            "cleanup.policy": "compact",
-            "flush.policy": "always",
-            "segment.bytes": segment_bytes,
-            "compression.type": "producer",
-        })
-        log.info("created %s with %d partition(s)", TXN_TOPIC, partitions)
-        return partitions
+        segment_bytes = cfg.get("transaction.state.log.segment.bytes") or str(
+            _DEFAULT_SEGMENT_BYTES
+        )
+        return self._ensure_internal_topic(
+            TXN_TOPIC, int(raw) if raw is not None else 50, segment_bytes
+        )
 
     def coordinator_partition(self, transactional_id: str) -> int:
         return partition_for(transactional_id, self._ensure_topic())
-
-    # --- timer --------------------------------------------------------------------------------
-
-    def _rearm(self) -> None:
-        if self._loop is None or self._stopped:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        delay_ms = self.core.next_deadline_ms() - self.state.clock.wall_ms()
-        self._timer = self._loop.call_later(min(max(delay_ms, 0), 3_600_000) / 1000,
-                                            self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        try:
-            self._process(self.core.tick())
-        except Exception:  # a bug in one tick must not stop every transaction's timers
-            log.exception("transaction coordinator tick failed")
-        self._rearm()
 
 
 def _failed(result: Any) -> Any:
