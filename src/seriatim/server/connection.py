@@ -2,8 +2,8 @@
 
 Theory of operation
 -------------------
-:class:`Connection` is a raw :class:`asyncio.Protocol` (not a StreamReader: see
-/work/shared/notes/machine-limits.md §2). ``data_received`` feeds a
+:class:`Connection` is a raw :class:`asyncio.Protocol` (not a StreamReader, which measured
+bimodal and slower on this class of machine). ``data_received`` feeds a
 :class:`~seriatim.protocol.FrameDecoder` and appends the complete frames to a FIFO. One task per
 busy connection drains the FIFO: it awaits ``handler.handle(frame, info)`` for one frame at a
 time and writes that response before starting the next frame. So responses leave in request
