@@ -36,9 +36,11 @@ One **pass**:
    deltas (:mod:`seriatim.records.rawscan`): seriatim's
    ``validate_batch`` requires ``record_count == lastOffsetDelta + 1``, so gaps live *between*
    batches, never inside one. Offsets never change; the log start and end offsets never move.
-   Control batches (transaction markers) are always kept verbatim -- no transactions exist
-   yet; removing markers and aborted data needs the transaction index (**hook**: the
-   ``_is_control`` branches in :func:`_filter_batch` and :func:`_build_map`).
+   Transactions, as in Kafka's cleaner: the cleanable section ends below the first unstable
+   offset (an open transaction may still commit or abort); batches of aborted transactions
+   (known from the ``.txnindex``) are neither mapped -- so they never supersede an earlier
+   committed value -- nor kept; control batches (markers) are kept verbatim (Kafka removes
+   them once no longer needed; not done yet).
 3. *Swap* each group's output in (below), in ascending offset order, then move the checkpoint
    to ``end``. Passes repeat until the dirty section is consumed.
 
@@ -108,6 +110,7 @@ from seriatim.storage.segment import (
     parse_segment_name,
     segment_name,
 )
+from seriatim.storage.txnindex import AbortedTxn
 
 if TYPE_CHECKING:
     from seriatim.storage.log import PartitionLog
@@ -503,14 +506,20 @@ class Cleaner:
         active_base = segs[-1].base_offset
         first_dirty = read_first_dirty(plog.path)
         first_dirty = min(max(first_dirty or 0, log_start, segs[0].base_offset), active_base)
+        # Transactions: never clean at or past the first unstable offset (an open
+        # transaction's records may still commit or abort), as Kafka's cleaner does.
+        unstable = plog.first_unstable_offset()
         cleanable = 0
         for seg in segs[:-1]:
             if cfg.min_compaction_lag_ms > 0 and seg.max_timestamp > \
                     now_ms - cfg.min_compaction_lag_ms:
                 break
+            if unstable is not None and seg.next_offset > unstable:
+                break
             cleanable += 1
         if not cleanable:
-            return "no segment is cleanable yet (active, or within min.compaction.lag.ms)"
+            return ("no segment is cleanable yet (active, within min.compaction.lag.ms, or "
+                    "holding an open transaction)")
         stop = segs[cleanable].base_offset
         if first_dirty >= stop:
             # Nothing dirty. A pass over the clean section still removes tombstones whose
@@ -540,14 +549,15 @@ class Cleaner:
         stats.oldest_tombstone_ms = LONG_MAX
         try:
             omap = OffsetMap(self.config.map_capacity)
+            aborted = AbortedBatches(plog.aborted_transactions(0, plan.stop))
             end, full = _build_map(sources, plan.first_dirty, plan.stop, omap, throttler,
-                                   plog, stats)
+                                   plog, stats, aborted)
             stats.map_entries_max = max(stats.map_entries_max, len(omap))
             todo = [s for s in sources if s.base_offset < end]
             horizon_ms = now_ms - cfg.delete_retention_ms
             for group in group_segments(todo, cfg.segment_bytes, cfg.segment_index_bytes):
                 new, changed = _clean_group(plog, group, omap, end, horizon_ms, cfg,
-                                            throttler, stats)
+                                            throttler, stats, aborted)
                 if not changed:
                     new.close()
                     os.unlink(cleaned_path(plog.path, new.base_offset))
@@ -608,8 +618,31 @@ def _batches(src: _Source, plog: PartitionLog, throttler: Throttler,
         raise CorruptLogError(src.seg.log_path, scan.stop_position, scan.stop_reason)
 
 
+class AbortedBatches:
+    """Which transactional batches belong to aborted transactions (from the .txnindex).
+
+    An aborted batch is invisible to read_committed readers, so it must neither supersede an
+    earlier committed value for its keys (it is not mapped) nor survive cleaning (it is
+    dropped), as in Kafka's cleaner. Markers (control batches) are kept.
+    """
+
+    def __init__(self, aborted: list[AbortedTxn]) -> None:
+        self._ranges: dict[int, list[tuple[int, int]]] = {}
+        for txn in aborted:
+            self._ranges.setdefault(txn.producer_id, []).append(
+                (txn.first_offset, txn.last_offset))
+
+    def __contains__(self, info: BatchInfo) -> bool:
+        if not info.attributes & _ATTR_TRANSACTIONAL or info.attributes & _ATTR_CONTROL:
+            return False
+        ranges = self._ranges.get(info.producer_id)
+        return ranges is not None and any(
+            first <= info.base_offset <= last for first, last in ranges)
+
+
 def _build_map(sources: list[_Source], first_dirty: int, stop: int, omap: OffsetMap,
-               throttler: Throttler, plog: PartitionLog, stats: CleanStats) -> tuple[int, bool]:
+               throttler: Throttler, plog: PartitionLog, stats: CleanStats,
+               aborted: AbortedBatches) -> tuple[int, bool]:
     """Map the dirty section; returns (end of the mapped range, whether the map filled)."""
     end = first_dirty
     for src in sources:
@@ -623,8 +656,8 @@ def _build_map(sources: list[_Source], first_dirty: int, stop: int, omap: Offset
                 continue
             if not omap.room_for(info.record_count):
                 return end, True
-            if not info.attributes & _ATTR_CONTROL:  # hook: transaction markers carry no key
-                assert batch is not None
+            if not info.attributes & _ATTR_CONTROL and info not in aborted:
+                assert batch is not None  # markers carry no key; aborted data counts for none
                 _map_batch(batch, info, first_dirty, omap)
             end = info.last_offset + 1
         end = max(end, src.next_offset)
@@ -657,7 +690,7 @@ def _map_batch(batch: bytes, info: BatchInfo, first_dirty: int, omap: OffsetMap)
 
 def _clean_group(plog: PartitionLog, group: list[_Source], omap: OffsetMap, end: int,
                  horizon_ms: int, cfg: LogConfig, throttler: Throttler,
-                 stats: CleanStats) -> tuple[Segment, bool]:
+                 stats: CleanStats, aborted: AbortedBatches) -> tuple[Segment, bool]:
     """Write the group's kept batches to ``<base>.log.cleaned``; returns the new segment (fd
     open, state and indexes in memory) and whether it differs from the group."""
     directory = plog.path
@@ -675,7 +708,7 @@ def _clean_group(plog: PartitionLog, group: list[_Source], omap: OffsetMap, end:
         for src in group:
             for info, batch in _batches(src, plog, throttler, superseded):
                 stats.bytes_read += info.size
-                if batch is None:  # every record superseded: not even read
+                if batch is None or info in aborted:  # superseded (not even read) or aborted
                     stats.records_read += info.record_count
                     stats.records_removed += info.record_count
                     changed = True
@@ -737,7 +770,7 @@ def _filter_batch(batch: bytes, info: BatchInfo, omap: OffsetMap, end: int, hori
     re-encoded; the general decoder remains for unusual or malformed batches.
     """
     if info.attributes & _ATTR_CONTROL or info.base_offset >= end:
-        return None  # hook: transaction markers are kept until transactions exist
+        return None  # transaction markers are kept (Kafka removes them later; we do not yet)
     base = info.base_offset
     n = info.record_count
     if omap.live_keys(base) == n:  # mapped this pass: every record is its key's latest
