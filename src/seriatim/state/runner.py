@@ -68,6 +68,7 @@ class Replica:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self.records_applied = 0
+        self._reached = -1  # the source position up to which batches are applied (see run)
         self.bootstrapped_from: Snapshot | None = None
 
     # --- state --------------------------------------------------------------------------------
@@ -79,7 +80,7 @@ class Replica:
     @property
     def lag(self) -> int:
         """Records in the log not yet reflected by the machine."""
-        done = max(self.machine.applied_offset, self.source.position())
+        done = max(self.machine.applied_offset, self._reached)
         return max(0, self.source.end_offset() - done)
 
     @property
@@ -102,6 +103,10 @@ class Replica:
         try:
             for batch in batches:
                 snap = None
+                # The source's position moves when a batch is handed over, before it is
+                # applied: it counts as done (past markers and aborted records a replica never
+                # applies) only once the batch is applied, or at once for an empty batch.
+                reached = self.source.position()
                 if batch:
                     self.machine.apply_batch(batch)
                     self.records_applied += len(batch)
@@ -109,6 +114,7 @@ class Replica:
                     if self._snapshot_every and since_snapshot >= self._snapshot_every:
                         snap = self._take_snapshot()
                         since_snapshot = 0
+                self._reached = max(self._reached, reached)
                 lag = self.lag
                 if self._on_progress is not None:
                     self._on_progress(Progress(self.machine.applied_offset,

@@ -204,7 +204,10 @@ class KafkaSource:
                 expected = rec.offset + 1
             if batch:
                 self._position = expected
-                if time.monotonic() - self._watermarks_at > 1.0:
+                # Refresh at most once a second while busy, but always when this batch reaches
+                # the last end seen: "lag 0" must be judged against a fresh high watermark, or
+                # a replica that drains quickly declares itself caught up too early.
+                if expected >= self._end or time.monotonic() - self._watermarks_at > 1.0:
                     self._refresh_watermarks()
                 yield batch
             else:
