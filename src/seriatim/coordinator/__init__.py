@@ -1,7 +1,8 @@
-"""PURE cores that run on replayed logs: the consumer-group coordinator (classic protocol).
+"""PURE cores that run on replayed logs: the consumer-group coordinator (classic protocol,
+``groups.py``) and the transaction coordinator (``transactions.py``).
 
-No asyncio, no storage, no sockets: calls in, :class:`Output` (records to append, replies to
-send) out. The driver that appends and times lives in ``broker/groups.py``.
+No asyncio, no storage, no sockets: calls in, outputs (records to append, replies to send) out.
+The drivers that append and time live in ``broker/groups.py`` and ``broker/transactions.py``.
 """
 
 from __future__ import annotations
