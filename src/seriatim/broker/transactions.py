@@ -208,10 +208,6 @@ class TransactionDriver(CoordinatorDriver):
             TXN_TOPIC, int(raw) if raw is not None else 50, segment_bytes
         )
 
-    def coordinator_partition(self, transactional_id: str) -> int:
-        return partition_for(transactional_id, self._ensure_topic())
-
-
 def _failed(result: Any) -> Any:
     if isinstance(result, InitResult):
         return InitResult(ErrorCode.COORDINATOR_NOT_AVAILABLE)

@@ -233,10 +233,6 @@ class GroupCoordinator:
             for key, value in pending:
                 self.replay(key, value)
 
-    def pending_transactional_offsets(self) -> dict[int, int]:
-        """Producer id -> number of offsets awaiting its transaction's end."""
-        return {pid: len(v) for pid, v in self._pending_txn.items()}
-
     def finish_loading(self) -> None:
         """After replaying the whole log at start: groups take their stored membership.
 

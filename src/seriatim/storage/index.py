@@ -139,15 +139,6 @@ class TimeIndex:
     def last(self) -> tuple[int, int] | None:
         return (self.ts[-1], self.rel[-1]) if self.ts else None
 
-    def truncate_to_rel(self, rel_offset: int) -> None:
-        """Drop entries pointing at relative offsets >= ``rel_offset``."""
-        keep = len(self.rel)
-        while keep and self.rel[keep - 1] >= rel_offset:
-            keep -= 1
-        del self.ts[keep:]
-        del self.rel[keep:]
-        self.written = min(self.written, keep)
-
     def clear(self) -> None:
         del self.ts[:]
         del self.rel[:]

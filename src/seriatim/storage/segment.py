@@ -396,7 +396,9 @@ class Segment:
         return None
 
     def truncate_to_position(self, position: int) -> None:
-        """Cut the file (and both indexes) at a batch boundary ``position``."""
+        """Cut the file and the offset index at a batch boundary ``position``. The time index
+        is not cut here: both callers (recovery, truncate_to) rebuild the segment's indexes by
+        rescanning it right after."""
         os.ftruncate(self.fd, position)
         self.size = position
         self.index.truncate_to_position(position)

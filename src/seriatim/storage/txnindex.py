@@ -105,10 +105,6 @@ class TxnIndex:
         self._lasts.append(txn.last_offset)
         self._files[segment_base] = txn.last_offset
 
-    def record_replayed(self, txn: AbortedTxn, segment_base: int) -> None:
-        """Recovery: an abort found by replay (its file entry was dropped at load)."""
-        self.append(txn, segment_base)
-
     def sync(self, segment_base: int | None = None) -> None:
         for base, fd in list(self._fds.items()):
             if segment_base is None or base == segment_base:
