@@ -117,3 +117,91 @@ def test_close_runs_a_last_round_and_stops_the_thread() -> None:
     committer.close()
     assert log.flushes == 1
     assert not any(t.name == "test-fsync-close" for t in threading.enumerate())
+
+
+# --- small rounds run inline on the event-loop thread -------------------------------------
+
+
+class TrackingLog(SlowLog):
+    """Also records whether two rounds ever flushed at the same time."""
+
+    def __init__(self, fail: bool = False, delay_s: float = 0.0) -> None:
+        super().__init__(fail=fail, delay_s=delay_s)
+        self.active = 0
+        self.overlapped = False
+
+    def flush(self) -> None:
+        self.active += 1
+        self.overlapped |= self.active > 1
+        try:
+            super().flush()
+        finally:
+            self.active -= 1
+
+
+def test_a_small_round_runs_inline_on_the_loop_thread() -> None:
+    log = TrackingLog()
+
+    async def scenario(committer: GroupCommitter) -> str:
+        committer.mark_dirty(log, 100)
+        await committer.sync(log, 0)
+        return threading.current_thread().name
+
+    loop_thread = _run(scenario)
+    assert log.flushes == 1
+    assert log.threads == {loop_thread}
+
+
+def test_acks_1_appends_are_flushed_inline_after_the_current_callbacks() -> None:
+    log = TrackingLog()
+
+    async def scenario(committer: GroupCommitter) -> tuple[int, int]:
+        committer.mark_dirty(log, 100)
+        committer.flush_dirty_soon()
+        before = log.flushes  # call_soon: not yet, the caller's response goes out first
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return before, log.flushes
+
+    assert _run(scenario) == (0, 1)
+
+
+def test_large_or_unsized_rounds_go_to_the_thread() -> None:
+    big, unsized = TrackingLog(), TrackingLog()
+
+    async def scenario(committer: GroupCommitter) -> None:
+        committer.mark_dirty(big, 10 << 20)
+        await committer.sync(big, 0)
+        await committer.sync(unsized)  # size unknown
+
+    _run(scenario)
+    assert big.threads == {"test-fsync"}
+    assert unsized.threads == {"test-fsync"}
+
+
+def test_an_inline_round_never_overlaps_a_thread_round() -> None:
+    log = TrackingLog(delay_s=0.05)
+
+    async def scenario(committer: GroupCommitter) -> None:
+        first = committer.sync(log, 10 << 20)  # a big round: the thread, for 50 ms
+        await asyncio.sleep(0.01)
+        second = committer.sync(log, 10)  # small, but the thread is busy: queue behind it
+        await asyncio.gather(first, second)
+
+    _run(scenario)
+    assert log.flushes == 2
+    assert not log.overlapped
+    assert log.threads == {"test-fsync"}
+
+
+def test_a_failed_inline_flush_fails_its_waiters() -> None:
+    bad = TrackingLog(fail=True)
+
+    async def scenario(committer: GroupCommitter) -> BaseException | None:
+        committer.mark_dirty(bad, 10)
+        results = await asyncio.gather(committer.sync(bad, 0), return_exceptions=True)
+        return results[0]
+
+    err = _run(scenario)
+    assert isinstance(err, StorageError)
+    assert bad.threads == {threading.current_thread().name}  # asyncio.run's thread = this one
