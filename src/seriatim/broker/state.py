@@ -74,6 +74,9 @@ class BrokerState:
         # with it and the epoch cache starts it at offset 0 (replication will bump it).
         self.leader_epoch = 0
         self.advertised = advertised
+        #: Per-handler caches of encoded responses, by handler name; each handler keys its
+        #: entries with whatever makes them stale (e.g. the log manager's topic generation).
+        self.handler_caches: dict[str, object] = {}
         self.data_dir = Path(config.log_dirs[0])
         self.committer = GroupCommitter()
         self._waiters: dict[tuple[str, int], list[asyncio.Future[None]]] = {}

@@ -96,6 +96,7 @@ class LogManager:
         os.makedirs(self._dir, exist_ok=True)
         self._lock = DirLock(self._dir)
         self._topics: dict[str, TopicInfo] = {}
+        self._generation = 0  # bumped whenever topics or partition counts change
         self._configs: dict[str, LogConfig] = {}
         self._logs: dict[tuple[str, int], PartitionLog] = {}
         self._closed = False
@@ -185,6 +186,12 @@ class LogManager:
     def topics(self) -> dict[str, TopicInfo]:
         return dict(self._topics)
 
+    @property
+    def generation(self) -> int:
+        """Changes whenever a topic is created or deleted or gains partitions: a cache of
+        anything derived from :meth:`topics` (e.g. Metadata responses) is valid while it holds."""
+        return self._generation
+
     def create_topic(self, name: str, partitions: int = 1,
                      overrides: Mapping[str, str] | None = None, *,
                      validate_only: bool = False) -> TopicInfo:
@@ -200,6 +207,7 @@ class LogManager:
         if validate_only:
             return info
         self._topics[name] = info
+        self._generation += 1
         self._configs[name] = config
         self._write_topics()
         for p in range(partitions):
@@ -210,6 +218,7 @@ class LogManager:
         self._check_open()
         info = self._require(name)
         del self._topics[name]
+        self._generation += 1
         self._write_topics()
         del self._configs[name]
         for p in range(info.partitions):
@@ -233,6 +242,7 @@ class LogManager:
                 ErrorCode.INVALID_PARTITIONS)
         new = TopicInfo(name, total, info.overrides)
         self._topics[name] = new
+        self._generation += 1
         self._write_topics()
         for p in range(info.partitions, total):
             self._open_partition(name, p)

@@ -6,24 +6,85 @@ topics are auto-created when both it and ``auto.create.topics.enable`` are true 
 ask for it). v10+ carry topic ids: we send the all-zero id, which keeps librdkafka on Fetch v12
 keyed by name (pitfall 4). v12 lets the request name topics by id (we answer by name only).
 One node: it is the leader and the only replica of every partition, and the controller.
+
+Responses are cached encoded (issue 8: "Metadata responses cached"): per (version, topics
+asked, allow_auto_topic_creation) the encoded body after the correlation id, valid while the
+log manager's topic generation is unchanged (create, delete and new partitions bump it; nothing
+else in the response can change while the broker runs). Clients ask for metadata on every
+start, error and refresh (librdkafka every 5 min per client, and per topic when producing to a
+new one); with many partitions building the entities costs ~ms, a cache hit ~us.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import struct
+from collections import OrderedDict
 from typing import Any
 
 from seriatim.broker.context import RequestContext
 from seriatim.broker.handlers import REGISTRY
+from seriatim.broker.state import BrokerState
 from seriatim.errors import ErrorCode
-from seriatim.protocol import kio_error, make, nested, response_class
+from seriatim.protocol import encode_response, kio_error, make, nested, response_class
 
 LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+#: Distinct (version, topics, auto) keys kept; a client asking for ever new topic lists
+#: cannot grow the cache past this.
+CACHE_ENTRIES = 64
+_SIZE_AND_CORRELATION = struct.Struct(">ii")
+
+_CacheKey = tuple[int, "tuple[str, ...] | None", bool]
+
+
+class MetadataCache:
+    """Encoded Metadata bodies by request shape, each tagged with the topic generation."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[_CacheKey, tuple[int, bytes]] = OrderedDict()
+
+    def get(self, key: _CacheKey, generation: int) -> bytes | None:
+        hit = self._entries.get(key)
+        if hit is None or hit[0] != generation:
+            return None
+        self._entries.move_to_end(key)
+        return hit[1]
+
+    def put(self, key: _CacheKey, generation: int, body: bytes) -> None:
+        self._entries[key] = (generation, body)
+        self._entries.move_to_end(key)
+        while len(self._entries) > CACHE_ENTRIES:
+            self._entries.popitem(last=False)
+
+
+def _cache_for(state: BrokerState) -> MetadataCache:
+    cache = state.handler_caches.get("metadata")
+    if not isinstance(cache, MetadataCache):
+        cache = state.handler_caches["metadata"] = MetadataCache()
+    return cache
 
 
 @REGISTRY.handles(3, 0, 12)
-async def handle(ctx: RequestContext, request: Any) -> Any:
+async def handle(ctx: RequestContext, request: Any) -> list[bytes]:
+    state = ctx.state
+    version = ctx.header.api_version
+    everything = request.topics is None or (version == 0 and not request.topics)
+    asked = None if everything else tuple(t.name for t in request.topics if t.name is not None)
+    auto = bool(getattr(request, "allow_auto_topic_creation", True))
+    key: _CacheKey = (version, asked, auto)
+    cache = _cache_for(state)
+    body = cache.get(key, state.manager.generation)
+    if body is None:
+        # Encoded with correlation id 0; the body after it does not depend on the request.
+        frame = encode_response(0, _build(ctx, request))
+        body = frame[_SIZE_AND_CORRELATION.size:]
+        cache.put(key, state.manager.generation, body)  # after any auto-creation above
+    prefix = _SIZE_AND_CORRELATION.pack(len(body) + 4, ctx.header.correlation_id)
+    return [prefix, body]
+
+
+def _build(ctx: RequestContext, request: Any) -> Any:
     state = ctx.state
     version = ctx.header.api_version
     resp_cls = response_class(3, version)
@@ -53,7 +114,7 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
                 )
             )
             continue
-        count = state.topics()[name]
+        count = existing[name] if name in existing else state.topics()[name]
         parts = tuple(
             _make(
                 part_cls,
