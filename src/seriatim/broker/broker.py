@@ -1,9 +1,11 @@
 """Request dispatch: a frame in, the encoded response out.
 
 Theory of operation. The server hands :meth:`Broker.handle` one complete request frame at a
-time per connection. The broker parses the fixed header, looks the API and version up in the
-registry built from ``broker/handlers``, decodes the body with kio, runs the handler, and
-encodes the response (kio, or the handler's own buffers for Produce and Fetch).
+time per connection. The broker parses the fixed header (once), looks the API and version up in
+the registry built from ``broker/handlers``, decodes the body (Produce by hand, its records left
+as views of the frame that are released when the handler returns; everything else with kio),
+runs the handler, and encodes the response (kio, or the handler's own buffers for Produce and
+Fetch).
 
 Errors: a peer's mistake inside a well-formed request is an error code chosen by the handler.
 A frame that cannot be parsed, or an API/version we do not serve, raises ProtocolError, and the
@@ -20,10 +22,11 @@ from seriatim.broker.context import RequestContext
 from seriatim.broker.handlers import load_all
 from seriatim.broker.state import BrokerState
 from seriatim.protocol import (
+    ProduceRequestView,
     ProtocolError,
     UnsupportedVersionError,
     api_versions_unsupported_response,
-    decode_request,
+    decode_request_body,
     encode_response,
     parse_request_header,
 )
@@ -42,8 +45,9 @@ class Broker:
         self.state = state
         self.registry = load_all()
 
-    async def handle(self, frame: bytes | memoryview, conn: object) -> Buffers | None:
-        header, _ = parse_request_header(frame)
+    async def handle(self, frame: bytes | bytearray | memoryview, conn: object
+                     ) -> Buffers | None:
+        header, offset = parse_request_header(frame)
         entry = self.registry.lookup(header.api_key, header.api_version)
         if entry is None:
             if header.api_key == API_VERSIONS:
@@ -51,9 +55,15 @@ class Broker:
                 table = self.registry.table()
                 return [api_versions_unsupported_response(header.correlation_id, table)]
             raise UnsupportedVersionError(header.api_key, header.api_version)
-        header, request = decode_request(frame)
+        request = decode_request_body(header, frame, offset)
         ctx = RequestContext(header=header, state=self.state, peer=conn)
-        response = await entry.handler(ctx, request)
+        if type(request) is ProduceRequestView:
+            try:
+                response = await entry.handler(ctx, request)
+            finally:
+                request.release()  # its records are views of the frame: none may outlive it
+        else:
+            response = await entry.handler(ctx, request)
         if response is None:
             return None
         if isinstance(response, list):

@@ -1,9 +1,11 @@
 """The Kafka wire protocol, pure: framing, headers, kio glue, hot-path encoders, registry.
 
 No sockets, no asyncio, no storage: bytes in, values out (docs/architecture.md). The server
-layer feeds :class:`FrameDecoder`, hands frames to :func:`decode_request`, and writes what
-:func:`encode_response`, :func:`encode_produce_response` and :func:`encode_fetch_response`
-return. See each module's docstring for its theory of operation.
+layer feeds :class:`FrameDecoder`; the broker reads each frame with :func:`parse_request_header`
+and :func:`decode_request_body` (Produce by hand with its records left in the frame, everything
+else through kio), and writes what :func:`encode_response`, :func:`encode_produce_response`
+and :func:`encode_fetch_response` return. See each module's docstring for its theory of
+operation.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from seriatim.protocol.codec import (
     api_versions_unsupported_response,
     decode_body,
     decode_request,
+    decode_request_body,
     encode_response,
     request_class,
 )
@@ -33,8 +36,13 @@ from seriatim.protocol.header import (
     request_header_version,
 )
 from seriatim.protocol.produce import (
+    PRODUCE_KEY,
     PRODUCE_VERSIONS,
+    ProducePartitionData,
     ProducePartitionResult,
+    ProduceRequestView,
+    ProduceTopicData,
+    decode_produce_request,
     encode_produce_response,
 )
 from seriatim.protocol.registry import ApiEntry, ApiRegistry, api_name
@@ -43,6 +51,7 @@ __all__ = [
     "API_VERSIONS_KEY",
     "FETCH_VERSIONS",
     "MIN_FRAME_BYTES",
+    "PRODUCE_KEY",
     "PRODUCE_VERSIONS",
     "ApiEntry",
     "ApiRegistry",
@@ -50,7 +59,10 @@ __all__ = [
     "FrameDecoder",
     "FrameError",
     "MalformedRequestError",
+    "ProducePartitionData",
     "ProducePartitionResult",
+    "ProduceRequestView",
+    "ProduceTopicData",
     "ProtocolError",
     "RequestHeader",
     "UnknownApiError",
@@ -59,7 +71,9 @@ __all__ = [
     "api_versions_response",
     "api_versions_unsupported_response",
     "decode_body",
+    "decode_produce_request",
     "decode_request",
+    "decode_request_body",
     "encode_fetch_response",
     "encode_produce_response",
     "encode_response",

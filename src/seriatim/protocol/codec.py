@@ -11,6 +11,11 @@ becomes :class:`MalformedRequestError`; an unknown version becomes
 :class:`UnsupportedVersionError`. Trailing bytes after the body are ignored, as Apache Kafka
 does.
 
+The broker decodes bodies with :func:`decode_request_body`: Produce v3..v11 goes to the
+hand-written :func:`~seriatim.protocol.produce.decode_produce_request` (records stay views of
+the frame instead of kio's per-partition ``bytes`` copies), every other request to
+:func:`decode_body`. Both raise the same errors, with ``.header`` set.
+
 ``encode_response(correlation_id, entity)`` writes the 4-byte size, the response header (v0,
 or v1 with its empty tagged-field byte, as the entity's ``__header_schema__`` says; ApiVersions
 is always v0, notes pitfall 1) and the body with kio's writer.
@@ -43,12 +48,14 @@ from seriatim.protocol.errors import (
     UnsupportedVersionError,
 )
 from seriatim.protocol.header import API_VERSIONS_KEY, RequestHeader, parse_request_header
+from seriatim.protocol.produce import PRODUCE_KEY, PRODUCE_VERSIONS, decode_produce_request
 
 __all__ = [
     "api_versions_response",
     "api_versions_unsupported_response",
     "decode_body",
     "decode_request",
+    "decode_request_body",
     "encode_response",
     "request_class",
 ]
@@ -107,6 +114,21 @@ def decode_body(header: RequestHeader, frame: bytes | bytearray | memoryview, of
         )
         err.header = header
         raise err from exc
+
+
+def decode_request_body(
+    header: RequestHeader, frame: bytes | bytearray | memoryview, offset: int
+) -> Any:
+    """The broker's body decoder: Produce v3..v11 by hand, copy-free (a
+    :class:`~seriatim.protocol.produce.ProduceRequestView` whose records are views of
+    ``frame``, valid while ``frame`` is), every other request with kio (:func:`decode_body`)."""
+    if header.api_key == PRODUCE_KEY and header.api_version in PRODUCE_VERSIONS:
+        try:
+            return decode_produce_request(frame, offset, header.api_version)
+        except ProtocolError as exc:
+            exc.header = header
+            raise
+    return decode_body(header, frame, offset)
 
 
 def decode_request(frame: bytes | bytearray | memoryview) -> tuple[RequestHeader, Any]:

@@ -95,7 +95,7 @@ from seriatim.errors import (
     OffsetOutOfRangeError,
     StorageError,
 )
-from seriatim.records import Record, iter_records, validate_batch
+from seriatim.records import BatchHeader, Record, iter_records, validate_batch
 from seriatim.storage import cleaner as _cleaner
 from seriatim.storage.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from seriatim.storage.config import LogConfig
@@ -537,11 +537,21 @@ class PartitionLog:
     # --- appending ------------------------------------------------------------------------------
 
     def append_batch(self, batch: bytearray | memoryview | bytes, *,
-                     leader_epoch: int = -1) -> AppendInfo:
-        """Validate, assign offsets, write (and with flush.policy=always, fdatasync)."""
+                     leader_epoch: int = -1,
+                     validated: BatchHeader | None = None) -> AppendInfo:
+        """Validate, assign offsets, write (and with flush.policy=always, fdatasync).
+
+        ``validated``: the header :func:`~seriatim.records.validate_batch` returned for exactly
+        these bytes with this log's ``max_message_bytes``; the log then trusts it and skips its
+        own validation (a second CRC-32C pass over every byte: the Produce handler validates
+        each batch once). The caller owns that promise; without it the batch is validated here.
+        ``batch`` is only read and written during the call (the header is rewritten in place
+        when it is writable); no reference to it or to its bytes is kept afterwards.
+        """
         self._check_writable()
         cfg = self._config
-        hdr = validate_batch(batch, 0, max_bytes=cfg.max_message_bytes)
+        hdr = (validate_batch(batch, 0, max_bytes=cfg.max_message_bytes)
+               if validated is None else validated)
         size = hdr.size
         if size != len(batch):
             raise InvalidRecordError(

@@ -5,12 +5,17 @@ compression otherwise); v0-v2 carry old message formats that no supported client
 the registry closes the connection on them. v3+ carry record batches v2 (one per partition);
 v7+ allow zstd; v8+ return per-record errors and an error message; v9+ are flexible.
 
-Per partition: the batch is validated (header, CRC, counts, size against the topic's
+Per partition: the batch is validated once (header, CRC, counts, size against the topic's
 ``max.message.bytes``; a compressed batch is decompressed with a cap and its records walked),
-then appended as one blob with its base offset rewritten in place. acks=0 gets no reply (an
-error closes the connection, as Kafka does, so the client notices); acks=1 is answered once
-the batch is in the log; acks=-1 (all) also waits for the group-commit fsync when
+then appended as one blob with its base offset rewritten in place; the log trusts the header
+validated here instead of computing the CRC a second time. acks=0 gets no reply (an error
+closes the connection, as Kafka does, so the client notices); acks=1 is answered once the
+batch is in the log; acks=-1 (all) also waits for the group-commit fsync when
 ``log.flush.policy=always``.
+
+The request comes from the hand-written decoder (``protocol/produce.py``): each partition's
+records are a memoryview of the request frame, never copied on the way in. The broker releases
+those views when this handler returns, so nothing here (nor the log) may keep one.
 
 Idempotence (storage/producer_state.py): a batch with a producer id is checked against the
 partition's producer state; a retry of one of the producer's last 5 batches is answered NONE
@@ -33,12 +38,17 @@ from seriatim.broker.context import RequestContext
 from seriatim.broker.handlers import REGISTRY
 from seriatim.broker.state import BrokerState
 from seriatim.errors import ErrorCode, KafkaError, StorageError
-from seriatim.protocol import ProducePartitionResult, ProtocolError, encode_produce_response
+from seriatim.protocol import (
+    ProducePartitionResult,
+    ProduceRequestView,
+    ProtocolError,
+    encode_produce_response,
+)
 from seriatim.records import (
+    BatchHeader,
     Compression,
     check_record_framing,
     iter_records,
-    parse_header,
     validate_batch,
 )
 
@@ -46,7 +56,7 @@ log = logging.getLogger(__name__)
 
 
 @REGISTRY.handles(0, 3, 11, advertised_min=0)
-async def handle(ctx: RequestContext, request: Any) -> list[bytes] | None:
+async def handle(ctx: RequestContext, request: ProduceRequestView) -> list[bytes] | None:
     state = ctx.state
     version = ctx.header.api_version
     acks = request.acks
@@ -90,16 +100,20 @@ async def handle(ctx: RequestContext, request: Any) -> list[bytes] | None:
 
 
 def _append(
-    state: BrokerState, topic: str, partition: int, records: bytes | None, version: int,
+    state: BrokerState, topic: str, partition: int, records: memoryview | None, version: int,
     transactional_id: str | None,
 ) -> tuple[ProducePartitionResult, Any]:
     plog = state.partition(topic, partition)
     if plog is None:
         return ProducePartitionResult(partition, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, -1), None
     try:
-        records = _validate(state, topic, plog, records, version)
-        _check_transaction(state, topic, partition, records, transactional_id)
-        info = plog.append_batch(records, leader_epoch=state.leader_epoch)
+        if not records:  # null or empty
+            raise KafkaError("produce request carries no record batch", ErrorCode.INVALID_RECORD)
+        header = _validate(state, topic, plog, records, version)
+        _check_transaction(state, topic, partition, header, transactional_id)
+        # One CRC pass per batch: the log trusts the header _validate computed from these very
+        # bytes with this log's max.message.bytes (the validated= contract of append_batch).
+        info = plog.append_batch(records, leader_epoch=state.leader_epoch, validated=header)
     except KafkaError as exc:
         return ProducePartitionResult(partition, exc.code, -1, error_message=str(exc)), None
     except StorageError as exc:
@@ -122,11 +136,10 @@ def _append(
 
 
 def _validate(
-    state: BrokerState, topic: str, plog: Any, records: bytes | None, version: int
-) -> bytes:
-    """Kafka's ProduceRequest.validateRecords + LogValidator checks that need the request."""
-    if not records:
-        raise KafkaError("produce request carries no record batch", ErrorCode.INVALID_RECORD)
+    state: BrokerState, topic: str, plog: Any, records: memoryview, version: int
+) -> BatchHeader:
+    """Kafka's ProduceRequest.validateRecords + LogValidator checks that need the request;
+    returns the validated header (CRC checked against the topic's max.message.bytes)."""
     config = plog.config
     header = validate_batch(records, 0, max_bytes=config.max_message_bytes)
     if header.size != len(records):
@@ -159,12 +172,11 @@ def _validate(
             )
     else:
         check_record_framing(records, header.record_count)
-    return records
+    return header
 
 
-def _check_transaction(state: BrokerState, topic: str, partition: int, records: bytes,
+def _check_transaction(state: BrokerState, topic: str, partition: int, header: BatchHeader,
                        transactional_id: str | None) -> None:
-    header = parse_header(records)
     if not header.is_transactional:
         if transactional_id is not None and header.producer_id >= 0:
             raise KafkaError("a transactional producer sent a non-transactional batch",
