@@ -242,6 +242,7 @@ def iter_batches(
 
 _PROBE_MIN_RUN = 4  # a probe that finds a shorter run switches to the scalar walk for a while
 _SCALAR_STRETCH = 32  # records walked one by one before probing for a run again
+_PROBE_COPY_MAX = 64 * 1024  # bytes copied per probe when the batch is not ``bytes``
 
 
 def check_record_framing(
@@ -263,8 +264,15 @@ def check_record_framing(
     one's decode to the same length, so a run of ``r`` matching records is exactly what the
     sequential walk would have accepted. The probe window grows while runs fill it; when runs
     are short (variable-size records) the walk goes record by record for a stretch.
+
+    A ``bytearray``/``memoryview`` (the broker's copy-free Produce path hands a view of the
+    request frame) is not copied whole: strided slices of a memoryview are slow to compare, so
+    each probe copies just its window (<= ``_PROBE_COPY_MAX`` bytes, cache-resident) to
+    ``bytes``. Copying the whole 1 MB batch instead cost a fresh allocation per request, whose
+    page faults were about half the broker's kernel time per GiB produced (measured).
     """
-    data = buf if type(buf) is bytes else bytes(buf)
+    whole = type(buf) is bytes
+    data: bytes | memoryview = buf if whole else memoryview(buf).cast("B")  # type: ignore[assignment]
     if end is None:
         end = len(data)
     pos = start
@@ -295,12 +303,18 @@ def check_record_framing(
             left -= 1
             continue
         k = min(left, window, (end - pos) // stride)
+        if not whole:
+            k = min(k, max(2, _PROBE_COPY_MAX // stride))
         run = k
         if k > 1:
-            stop = pos + k * stride
+            if whole:
+                src, base = data, pos
+            else:
+                src, base = bytes(data[pos : pos + k * stride]), 0
+            stop = base + k * stride
             for j in range(v):
-                col = data[pos + j : stop : stride]
-                run = min(run, k - len(col.lstrip(col[:1])))
+                col = src[base + j : stop : stride]
+                run = min(run, k - len(col.lstrip(col[:1])))  # type: ignore[union-attr]
         pos += run * stride
         left -= run
         if run == k:
