@@ -80,7 +80,8 @@ def test_oversized_size_split_across_feeds_is_rejected_on_the_fourth_byte() -> N
 def test_memory_follows_received_bytes_not_the_declared_size() -> None:
     dec = FrameDecoder(200 * 1024 * 1024)
     dec.feed(struct.pack(">i", 150 * 1024 * 1024) + b"x" * 10)
-    assert dec.buffered_bytes == 10
+    assert dec.buffered_bytes == 14  # the prefix and 10 bytes of the body
+    assert dec.allocated_bytes == 64 * 1024  # the scratch: nothing for the 150 MiB
 
 
 def test_a_100_mib_frame_in_64_kib_chunks_is_linear() -> None:

@@ -2,12 +2,16 @@
 
 Theory of operation
 -------------------
-:class:`Connection` is a raw :class:`asyncio.Protocol` (not a StreamReader, which measured
-bimodal and slower on this class of machine). ``data_received`` feeds a
-:class:`~seriatim.protocol.FrameDecoder` and appends the complete frames to a FIFO. One task per
-busy connection drains the FIFO: it awaits ``handler.handle(frame, info)`` for one frame at a
-time and writes that response before starting the next frame. So responses leave in request
-order (Kafka's guarantee per connection), while connections run concurrently with each other.
+:class:`Connection` is a raw :class:`asyncio.BufferedProtocol` (not a StreamReader, which
+measured bimodal and slower on this class of machine). Its ``get_buffer`` / ``buffer_updated``
+are the :class:`~seriatim.protocol.FrameDecoder`'s: the transport reads into the decoder's
+memory, so a large request frame is written by the kernel straight into the buffer the handler
+receives (no per-read ``bytes``, no join; see :mod:`seriatim.protocol.framing`). The complete
+frames (``bytes``, or a read-only ``memoryview`` for a frame received in place) are appended to
+a FIFO. One task per busy connection drains the FIFO: it awaits ``handler.handle(frame,
+info)`` for one frame at a time and writes that response before starting the next frame. So
+responses leave in request order (Kafka's guarantee per connection), while connections run
+concurrently with each other.
 The drain task exists only while there is work; an idle connection costs no task.
 
 A handler that returns ``None`` owes no response (Produce with acks=0): nothing is written.
@@ -61,7 +65,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from seriatim.protocol.errors import ProtocolError
 
 if TYPE_CHECKING:
-    from seriatim.protocol.framing import FrameDecoder
+    from seriatim.protocol.framing import Frame, FrameDecoder
 
 log = logging.getLogger("seriatim.server")
 
@@ -105,13 +109,14 @@ class ConnectionInfo:
 class RequestHandler(Protocol):
     """What the server calls for every request frame (the broker implements it).
 
-    ``frame`` is one request without its 4-byte size prefix. Return the complete response
-    bytes *including* the size prefix, as buffers for ``transport.writelines``; or ``None``
-    when no response is owed. Raise :class:`~seriatim.protocol.ProtocolError` to have the
-    connection closed.
+    ``frame`` is one request without its 4-byte size prefix: ``bytes``, or a read-only
+    ``memoryview`` of a buffer that is the frame's alone (never reused, so slices of it may be
+    kept). Return the complete response bytes *including* the size prefix, as buffers for
+    ``transport.writelines``; or ``None`` when no response is owed. Raise
+    :class:`~seriatim.protocol.ProtocolError` to have the connection closed.
     """
 
-    async def handle(self, frame: bytes, conn: ConnectionInfo) -> Response | None: ...
+    async def handle(self, frame: Frame, conn: ConnectionInfo) -> Response | None: ...
 
 
 class ConnectionOwner(Protocol):
@@ -125,7 +130,7 @@ class ConnectionOwner(Protocol):
 _ids = itertools.count(1)
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     """One accepted socket; created by the server's protocol factory."""
 
     def __init__(
@@ -149,7 +154,7 @@ class Connection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self.info: ConnectionInfo | None = None
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[Frame] = deque()
         self._queued_bytes = 0
         self._reading_paused = False
         self._writable: asyncio.Future[None] | None = None  # set while writing is paused
@@ -161,7 +166,7 @@ class Connection(asyncio.Protocol):
         self._closing = False
         self.lost: asyncio.Future[None] = self._loop.create_future()
 
-    # --- asyncio.Protocol callbacks ---------------------------------------------------------
+    # --- asyncio.BufferedProtocol callbacks -------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, hence a cast, not isinstance.
@@ -185,20 +190,24 @@ class Connection(asyncio.Protocol):
         if self._idle_s:
             self._idle_handle = self._loop.call_later(self._idle_s, self._idle_check)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # Also after we decided to close: the decoder always has somewhere to put stray bytes.
+        return self._decoder.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
         if self._closing:  # bytes already in flight when we decided to close
             return
         now = self._last_active = self._loop.time()
         was_partial = self._decoder.buffered_bytes > 0
         try:
-            frames = self._decoder.feed(data)
+            frames = self._decoder.buffer_updated(nbytes)
         except ProtocolError as exc:
             self._protocol_error(exc)
             return
         if self._read_timeout_s:
             if self._decoder.buffered_bytes == 0:
                 self._partial_since = None
-            elif frames or not was_partial:  # a new partial frame began in this chunk
+            elif frames or not was_partial:  # a new partial frame began in this read
                 self._partial_since = now
                 if self._read_handle is None:
                     self._read_handle = self._loop.call_later(
