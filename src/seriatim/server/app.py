@@ -30,7 +30,8 @@ excess costs an accept and a close, nothing else. (Kafka blocks the acceptor at
 "retry later".) Connections that are already open are never closed to make room.
 
 :func:`run` is what ``seriatim serve`` runs: an event loop (uvloop when importable, unless
-``SERIATIM_UVLOOP=0``), the server, and SIGTERM/SIGINT handlers that start a graceful stop (a
+``SERIATIM_UVLOOP=0``), malloc thresholds that keep frame buffers' pages warm
+(``server/memory.py``), the server, and SIGTERM/SIGINT handlers that start a graceful stop (a
 second signal exits at once; the log recovers on the next start).
 """
 
@@ -49,6 +50,7 @@ from seriatim.clock import Clock
 from seriatim.config import BrokerConfig
 from seriatim.protocol.framing import MIN_FRAME_BYTES, FrameDecoder
 from seriatim.server.connection import Connection, RequestHandler
+from seriatim.server.memory import tune_malloc
 
 log = logging.getLogger("seriatim.server")
 
@@ -354,6 +356,7 @@ def run(
     shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S_DEFAULT,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully. Blocks; main thread only."""
+    tune_malloc()  # see server/memory.py: warm pages for the per-frame buffers
     with asyncio.Runner(loop_factory=loop_factory(use_uvloop)) as runner:
         runner.run(_serve(config, app_factory, on_ready, shutdown_timeout_s))
 

@@ -24,7 +24,8 @@ class EchoHandler:
     def __init__(self) -> None:
         self.handled = 0
 
-    async def handle(self, frame: bytes, conn: ConnectionInfo) -> Sequence[bytes] | None:
+    async def handle(self, frame: bytes | memoryview, conn: ConnectionInfo
+                     ) -> Sequence[bytes | memoryview] | None:
         self.handled += 1
         return [len(frame).to_bytes(4, "big"), frame]
 
