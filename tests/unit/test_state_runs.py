@@ -5,7 +5,6 @@ the record timestamps, or failures inside a run."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +31,9 @@ def one_by_one_and_batched(tmp_path: Path, records: list[Record]
     runs: list[int] = []
     apply_run = batched._apply_run
 
-    def spy(sql: str, run: Sequence[Record], params: list[Any]) -> bool:
-        runs.append(len(run))
-        return apply_run(sql, run, params)
+    def spy(sql: str, timestamps: list[int], params: list[Any]) -> bool:
+        runs.append(len(timestamps))
+        return apply_run(sql, timestamps, params)
 
     batched._apply_run = spy  # type: ignore[method-assign]
     batched.apply_batch(records)

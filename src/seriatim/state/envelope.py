@@ -24,6 +24,14 @@ would diverge from a newer replica that applied it, so the replica stops instead
 
 Decoding is strict (unknown fields are errors) so that the meaning of a v1 envelope can never
 silently change: a writer that needs new fields bumps ``"v"``.
+
+Two decoders, one meaning. :func:`decode_reference` is the definition: ``json`` plus checks in
+Python. :func:`decode` first tries :data:`decode_plain`, a ``msgspec`` decoder into
+:class:`PlainStatement` that parses and type-checks the common envelope (one statement whose
+parameters are null, numbers or strings) in C, ~0.17 us against ~1.6 us; anything it does not
+take (another shape, a boolean or blob parameter, an unknown field, malformed JSON, a version
+other than 1, a blank statement) goes to :func:`decode_reference`, so results and errors are
+always the reference's (tests/property/test_envelope_fast.py checks both on arbitrary input).
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from seriatim.state.machine import EnvelopeError, UnsupportedEnvelopeError
 
 __all__ = [
@@ -43,10 +53,14 @@ __all__ = [
     "MAX_OPS",
     "Delete",
     "Op",
+    "PlainParams",
+    "PlainStatement",
     "Statement",
     "Upsert",
     "Value",
     "decode",
+    "decode_plain",
+    "decode_reference",
     "delete",
     "statement",
     "transaction",
@@ -167,10 +181,56 @@ _raw_decode = _DECODER.raw_decode
 _JSON_WS = " \t\n\r"
 
 
+#: Parameters as :data:`decode_plain` leaves them (the scalars that need no conversion).
+PlainParams = tuple[int | float | str | None, ...] | dict[str, int | float | str | None]
+
+
+class PlainStatement(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """What :data:`decode_plain` returns: the fields of a one-statement envelope whose
+    parameters are all null, numbers or strings. It means ``[Statement(sql, params)]``
+    exactly when ``v == 1`` and ``sql.strip()``; anything else is for
+    :func:`decode_reference`. Only C-validated fields, no checks in Python: a replica
+    checks ``v`` per record and the ``sql`` once per distinct statement.
+
+    Positional parameters are decoded as a tuple, not a list: the garbage collector stops
+    tracking a tuple of scalars, while a list stays tracked and every collection walks the
+    thousand of them a batch holds (measured: 160 against ~240 ns a record)."""
+
+    v: int
+    sql: str
+    params: PlainParams = ()
+
+    def op(self) -> Statement:
+        """The :class:`Statement` this means (when ``v == 1`` and ``sql.strip()``)."""
+        return Statement(self.sql, self.params)  # type: ignore[arg-type]  # dict invariance
+
+
+#: ``decode_plain(value) -> PlainStatement``; raises one of :data:`PLAIN_ERRORS` for any value
+#: that is not such an envelope (which :func:`decode_reference` then decodes or rejects).
+#: msgspec is strict: a boolean is not an int, 1.0 is not an int, and duplicate keys keep the
+#: last value, as ``json`` does.
+decode_plain = msgspec.json.Decoder(PlainStatement).decode
+#: What :data:`decode_plain` raises (TypeError: ``None`` or a non-buffer value; ValueError:
+#: invalid UTF-8 inside a string, which msgspec reports as a UnicodeDecodeError).
+PLAIN_ERRORS: tuple[type[Exception], ...] = (msgspec.DecodeError, TypeError, ValueError)
+
+
 def decode(value: bytes | None) -> list[Op]:
     """The operations of one record value, in order. Raises :class:`EnvelopeError` (malformed;
     the replica records it) or :class:`UnsupportedEnvelopeError` (too new; the replica stops).
+    Same results and errors as :func:`decode_reference`, faster for plain statements.
     """
+    try:
+        plain = decode_plain(value)  # type: ignore[arg-type]
+    except PLAIN_ERRORS:
+        return decode_reference(value)
+    if plain.v == ENVELOPE_VERSION and plain.sql.strip():
+        return [plain.op()]
+    return decode_reference(value)
+
+
+def decode_reference(value: bytes | None) -> list[Op]:
+    """The definition of :func:`decode`: ``json`` and checks in Python."""
     if value is None:
         raise EnvelopeError("the record has no value (a tombstone is not an envelope)")
     try:

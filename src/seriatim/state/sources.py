@@ -3,9 +3,9 @@
 Theory of operation
 -------------------
 A :class:`Source` delivers the records of one log partition from a given offset, in offset
-order, as batches (lists), at least once. It stores nothing: the offset to resume from lives
-in the state machine (``applied_offset``), so no consumer-group commits are needed and a
-restart simply asks again from the stored offset.
+order, as batches (sequences of records), at least once. It stores nothing: the offset to
+resume from lives in the state machine (``applied_offset``), so no consumer-group commits are
+needed and a restart simply asks again from the stored offset.
 
 ``batches(from_offset, stop)`` is a generator run by the replica's thread. It returns when
 ``stop`` is set. It may yield an empty list as an *idle tick* (nothing new right now), so the
@@ -17,9 +17,10 @@ is fed by the wrong log). A gap *during* following is fine (compaction, transact
 unless the log start moved past the next expected offset (retention deleted records the
 replica had not applied yet).
 
-* :class:`LogSource` follows an embedded :class:`~seriatim.storage.embedded.Log`
-  (``Log.follow``): a batch ends at ``max_batch_records`` or where the log currently ends,
-  so a batch is committed before the follow waits for more.
+* :class:`LogSource` follows an embedded :class:`~seriatim.storage.embedded.Log`: what
+  ``Log.follow`` delivers, read as whole log batches and handed over as
+  :class:`~seriatim.records.columns.RecordColumns`; a batch ends at ``max_batch_records`` or
+  where the log currently ends, so a batch is committed before the source waits for more.
 * :class:`KafkaSource` reads a topic partition from any Kafka-compatible broker with
   confluent-kafka: ``assign()`` of one partition at the stored offset, no group, no commits,
   ``auto.offset.reset=error`` (out of range is an error, never a silent jump), and
@@ -29,21 +30,27 @@ replica had not applied yet).
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any, Protocol
 
+from seriatim.errors import OffsetOutOfRangeError
 from seriatim.records import Record
+from seriatim.records.columns import RecordColumns, append_batch
 from seriatim.state.machine import ReplicaBehindLogError, SourceError, StateError
 from seriatim.storage.embedded import Log
 
 __all__ = ["Batches", "KafkaSource", "LogSource", "Source"]
 
-#: What a source yields: lists of records (an empty list is an idle tick).
-Batches = Generator[list[Record], None, None]
+#: What a source yields: sequences of records (an empty one is an idle tick).
+Batches = Generator[Sequence[Record], None, None]
 
 DEFAULT_MAX_BATCH_RECORDS = 1000
+#: Bytes of whole log batches LogSource reads at a time (at least one batch).
+_READ_BYTES = 1 << 20
+_LOG_OVERHEAD = 12  # baseOffset + batchLength: the bytes before what batchLength counts
 
 
 class Source(Protocol):
@@ -85,30 +92,84 @@ class LogSource:
         self._poll_s = poll_interval_s
         self._owns = owns
         self._position = -1
+        self._read_bytes = _READ_BYTES
 
     def batches(self, from_offset: int, stop: threading.Event) -> Batches:
+        """What ``Log.follow`` delivers, as :class:`RecordColumns` batches.
+
+        Hot path: rather than ``Log.follow`` (a :class:`Record` and three generator steps per
+        record), this reads whole batches with ``PartitionLog.read`` (the broker's fetch path)
+        and decodes them with :func:`~seriatim.records.columns.append_batch` into columns
+        (~0.4 us a record against ~0.9 us). Same records, same order, same waiting: a
+        readonly log is refreshed before each read, an offset that left the log's range
+        under us is re-checked, and nothing new means a wait of ``poll_interval_s``. It reads
+        ahead (up to ``_READ_BYTES`` at a time); ``position()`` counts only what it yielded."""
         log = self.log
+        plog = log.partition_log
         if log.readonly:
             log.refresh()
         _check_start(from_offset, log.start_offset, log.end_offset, f"log {log.path}")
-        expected = from_offset
-        batch: list[Record] = []
-        end = log.end_offset  # re-read only when the batch seems to reach it
-        for rec in log.follow(from_offset, poll_interval_s=self._poll_s, stop=stop):
-            if rec.offset > expected and log.start_offset > expected:
-                raise ReplicaBehindLogError(
-                    f"log {log.path}: records from {expected} were deleted (the log now "
-                    f"starts at {log.start_offset}) before the replica applied them")
-            batch.append(rec)
-            expected = rec.offset + 1
-            self._position = expected
-            if expected >= end:
-                end = log.end_offset
-            if len(batch) >= self._max or expected >= end:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        expected = from_offset  # the offset after the last record decoded
+        pending = RecordColumns()
+        while not stop.is_set():
+            if log.readonly:
+                log.refresh()
+            end = log.end_offset
+            start = max(expected, log.start_offset)
+            got = False
+            if start < end:
+                try:
+                    result = plog.read(start, self._read_bytes, max_offset=end)
+                except OffsetOutOfRangeError:
+                    result = None  # retention or truncation moved the range; re-check
+                for piece in result.slices if result is not None else ():
+                    try:
+                        data = piece.read()
+                    except OSError as exc:
+                        if exc.errno != errno.EBADF:
+                            raise
+                        break  # the segment was deleted since read(): re-check the range
+                    pos = 0
+                    while pos + _LOG_OVERHEAD <= len(data):
+                        n0 = len(pending)
+                        header = append_batch(pending, data, pos, start=start, stop=end)
+                        pos += header.batch_length + _LOG_OVERHEAD
+                        if len(pending) > n0:
+                            got = True
+                            expected = self._check_gap(pending.offsets, n0, expected)
+                    if pos != len(data):
+                        raise SourceError(f"log {log.path}: a read ended inside a batch")
+                    while len(pending) >= self._max:
+                        chunk = pending[:self._max]
+                        pending = pending[self._max:]
+                        self._position = chunk.offsets[-1] + 1
+                        yield chunk
+                        if stop.is_set():
+                            break
+                    if stop.is_set():
+                        break
+                if pending and not stop.is_set() and expected >= log.end_offset:
+                    self._position = expected
+                    chunk, pending = pending, RecordColumns()
+                    yield chunk  # caught up: hand over the rest before waiting for more
+            if not got and not stop.is_set():
+                stop.wait(self._poll_s)
+        # Stopped: records decoded but not handed over are dropped (the machine's applied
+        # offset says where the next run starts).
+
+    def _check_gap(self, offsets: list[int], n0: int, expected: int) -> int:
+        """``expected`` after the records appended from index ``n0``; a gap is fine unless
+        the log start moved past the next expected offset (records deleted unapplied)."""
+        first, last = offsets[n0], offsets[-1]
+        if first > expected or last - first != len(offsets) - 1 - n0:
+            for offset in offsets[n0:]:
+                if offset > expected and self.log.start_offset > expected:
+                    raise ReplicaBehindLogError(
+                        f"log {self.log.path}: records from {expected} were deleted (the log "
+                        f"now starts at {self.log.start_offset}) before the replica applied "
+                        "them")
+                expected = offset + 1
+        return last + 1
 
     def end_offset(self) -> int:
         return self.log.end_offset
