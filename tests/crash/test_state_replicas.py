@@ -346,10 +346,14 @@ def chaos(rng: random.Random, replicas: list[ReplicaProcess], ops: list[Op], sta
     for r in replicas:
         r.start(rng)
     written, half_done, mid_way = 0, False, 0
-    while written < len(ops):
-        chunk = min(rng.randint(1, 25), len(ops) - written)
-        append(written, written + chunk)
-        written += chunk
+    want_kills = 2 * len(replicas)
+    overtime = time.monotonic() + 60  # the ops ran out before enough kills: keep killing
+    while written < len(ops) or (sum(r.kills for r in replicas) < want_kills
+                                 and time.monotonic() < overtime):
+        if written < len(ops):
+            chunk = min(rng.randint(1, 25), len(ops) - written)
+            append(written, written + chunk)
+            written += chunk
         if not half_done and written >= len(ops) // 2:
             on_half()
             half_done = True
