@@ -6,10 +6,10 @@
     python -m bench --no-write      # print only
 
 Suites: ``log`` (embedded log vs raw write and sqlite3), ``kreps`` (Kreps' 2014 scenarios on
-``seriatim serve`` with a C librdkafka load generator checked against a sink, beside Redis
-Streams, raw disk and loopback TCP, plus the broker's CPU per GiB), ``startup`` (``seriatim
-serve`` to first accepted connection, RSS, 1,000 partitions), ``compaction``
-(bench/compaction_bench.py).
+``seriatim serve`` with two C load generators, librdkafka and the raw-protocol kafkagen, each
+checked against a sink, beside Redis Streams, raw disk and loopback TCP, plus the broker's CPU
+per GiB and the latency floors), ``startup`` (``seriatim serve`` to first accepted connection,
+RSS, 1,000 partitions), ``compaction`` (bench/compaction_bench.py).
 Benchmarks are never pytest tests.
 """
 
@@ -73,7 +73,8 @@ def render(suites: dict[str, str], commands: list[str], quick: bool) -> str:
               "Debian packages: `apt-get install -y redis-server redis-tools librdkafka-dev` "
               "(`make bench` installs them when run as root) and a C compiler (`cc`). "
               "redis-server/redis-tools give the Redis baseline; librdkafka-dev lets the bench "
-              "build its C load generator (`bench/loadgen.c`) into a temp dir. Without them the "
+              "build its C load generator (`bench/loadgen.c`) into a temp dir; the other one, "
+              "`bench/kafkagen.c`, needs only the compiler. Without them the "
               "Redis rows say why they were skipped and the load generator falls back to "
               "confluent-kafka (Python), which cannot keep up with the broker.", ""]
     for name in SUITES:

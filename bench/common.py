@@ -173,7 +173,8 @@ class Suite:
     rows: list[Row] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    extra_md: list[str] = field(default_factory=list)
+    extra_md: list[str] = field(default_factory=list)  # after the targets
+    after_rows: list[str] = field(default_factory=list)  # Markdown between rows and targets
     seconds: float = 0.0
 
     def render(self) -> str:
@@ -189,6 +190,7 @@ class Suite:
                 label = b.label + (f" ({b.note})" if b.note else "")
                 out.append(f"| {label} | {b.cell()} | {b.runs_cell()} | {row.ratio(b)} |")
             out.append("")
+        out += self.after_rows
         if self.targets:
             out += ["### Targets", "", "| target | result | figures |", "|---|---|---|"]
             out += [f"| {t.text} | {t.cell()} | {t.detail} |" for t in self.targets]

@@ -125,7 +125,10 @@ static int consume(const char *bootstrap, const char *topic, long n, char *parts
     rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(rk);
     static rd_kafka_message_t *batch[10000];
     while (got < n && now() - t0 < 300) {
-        ssize_t k = rd_kafka_consume_batch_queue(q, 1000, batch, 10000);
+        /* Ask for no more than is left: a full-size request for the last few records waits
+         * its whole timeout (1 s) for records that will never come. */
+        size_t want = n - got < 10000 ? (size_t)(n - got) : 10000;
+        ssize_t k = rd_kafka_consume_batch_queue(q, 1000, batch, want);
         for (ssize_t i = 0; i < k; i++) {
             rd_kafka_message_t *m = batch[i];
             if (m->err) {

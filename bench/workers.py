@@ -13,10 +13,10 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.common import free_port, scratch_dir, stop_process, wait_for_port
 
@@ -36,28 +36,59 @@ def py_loadgen(*args: str) -> list[str]:
     return [sys.executable, "-m", "bench.loadgen", *args]
 
 
+def _build(src: Path, out: Path, flag_sets: list[list[str]], libs: tuple[str, ...] = ()
+           ) -> str | None:
+    """Compile ``src`` into ``out`` with the first set of flags that works; None (and the
+    compiler's complaint printed) when none does."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        print(f"    note: no C compiler; {src.name} unavailable", flush=True)
+        return None
+    err = ""
+    for flags in flag_sets:
+        proc = subprocess.run([cc, *flags, "-o", str(out), str(src), *libs],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode == 0:
+            return str(out)
+        err = proc.stderr
+    print(f"    note: building {src.name} failed: {err[-500:]}", flush=True)
+    return None
+
+
 @contextmanager
 def c_loadgen() -> Iterator[str | None]:
     """Build bench/loadgen.c against librdkafka into a temp dir; yield its path (or None,
     with the reason printed, when there is no compiler or no librdkafka-dev)."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None or not Path("/usr/include/librdkafka/rdkafka.h").exists():
-        print("    note: no C compiler or librdkafka-dev; C load generator unavailable",
-              flush=True)
+    if not Path("/usr/include/librdkafka/rdkafka.h").exists():
+        print("    note: no librdkafka-dev; C load generator unavailable", flush=True)
         yield None
         return
     with scratch_dir("cloadgen") as d:
-        exe = d / "loadgen"
-        proc = subprocess.run([cc, "-O2", "-o", str(exe), str(ROOT / "bench" / "loadgen.c"),
-                               "-lrdkafka"], capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            print(f"    note: building loadgen.c failed: {proc.stderr[-500:]}", flush=True)
-            yield None
-            return
-        yield str(exe)
+        yield _build(ROOT / "bench" / "loadgen.c", d / "loadgen", [["-O2"]], ("-lrdkafka",))
 
 
-def run_workers(cmds: list[list[str]], timeout_s: float = 300.0) -> list[dict[str, Any]]:
+#: bench/kafkagen.c: the Kafka protocol spoken directly over one connection, no client
+#: library in between: the broker's capacity rather than a client's (checked against the sink).
+KAFKAGEN_SRC = ROOT / "bench" / "kafkagen.c"
+
+
+@contextmanager
+def kafkagen() -> Iterator[str | None]:
+    """Build bench/kafkagen.c (no dependencies; SSE4.2 for its CRC32C when the compiler
+    takes it) into a temp dir; yield its path, or None with the reason printed."""
+    if not KAFKAGEN_SRC.exists():
+        print(f"    note: {KAFKAGEN_SRC.name} is missing; kafkagen unavailable", flush=True)
+        yield None
+        return
+    with scratch_dir("kafkagen") as d:
+        yield _build(KAFKAGEN_SRC, d / "kafkagen", [["-O2", "-msse4.2"], ["-O2"]])
+
+
+def run_workers(cmds: list[list[str]], timeout_s: float = 300.0,
+                before_go: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    """Start every command, wait for each ``ready``, call ``before_go`` (e.g. to delete a
+    topic or read the broker's CPU clock right before the measured work), send ``go`` to
+    all, and return their JSON results in order."""
     procs: list[subprocess.Popen[str]] = []
     try:
         for cmd in cmds:
@@ -71,6 +102,8 @@ def run_workers(cmds: list[list[str]], timeout_s: float = 300.0) -> list[dict[st
             if line.strip() != "ready":
                 err = p.stderr.read() if p.stderr else ""
                 raise RuntimeError(f"loadgen worker failed to start: {line!r} {err[-1500:]}")
+        if before_go is not None:
+            before_go()
         for p in procs:
             assert p.stdin is not None
             p.stdin.write("go\n")
@@ -96,11 +129,23 @@ def aggregate(results: list[dict[str, Any]]) -> tuple[float, float]:
 # --- servers ----------------------------------------------------------------------------------
 
 
+class ProcTimes(NamedTuple):
+    user: float  # CPU seconds in user mode, all threads
+    sys: float  # CPU seconds in the kernel, all threads
+    minflt: int  # minor page faults: pages of memory touched for the first time (or again)
+
+
+def proc_times(pid: int) -> ProcTimes:
+    """utime, stime (10 ms ticks) and minflt of ``pid`` from /proc/PID/stat."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2:].split()  # fields[0] is field 3 (state) of proc(5)
+    return ProcTimes(int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK, int(fields[7]))
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of ``pid`` (all its threads) from /proc/PID/stat."""
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    fields = raw[raw.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    t = proc_times(pid)
+    return t.user + t.sys
 
 
 def rss_mib(pid: int) -> float:
@@ -170,17 +215,25 @@ def sink(partitions: int = 6) -> Iterator[Server]:
                              "--partitions", str(partitions)], cwd=ROOT, env=_env(),
                             stdout=subprocess.DEVNULL)
     try:
-        wait_for_port(port, 30.0, proc)  # type: ignore[arg-type]
-        yield Server(proc, port, Path("."))  # type: ignore[arg-type]
+        wait_for_port(port, 30.0, proc)
+        yield Server(proc, port, Path("."))
     finally:
-        stop_process(proc)  # type: ignore[arg-type]
+        stop_process(proc)
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = 6) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, partitions, 1)], request_timeout=60)[topic].result(60)
+
+
+def delete_topic(bootstrap: str, topic: str) -> None:
+    """DeleteTopics; seriatim unlinks the partition directories before it answers."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.delete_topics([topic], request_timeout=60)[topic].result(60)
 
 
 def partition_ends(bootstrap: str, topic: str, partitions: int = 6) -> list[int]:
