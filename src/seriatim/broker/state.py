@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -240,7 +239,7 @@ class BrokerState:
     def appended(self, topic: str, partition: int, plog: PartitionLog, info: AppendInfo) -> None:
         """After an append: schedule durability and wake fetches that can now see data."""
         if self._always(plog):
-            self.committer.mark_dirty(self._flusher(topic, partition, plog), info.size_bytes)
+            self.committer.mark_dirty(self._flusher(topic, partition, plog))
             return
         if plog.config.flush_policy == "interval":
             self._interval_dirty[(topic, partition)] = plog
@@ -250,7 +249,7 @@ class BrokerState:
 
     async def wait_durable(self, topic: str, partition: int, plog: PartitionLog) -> None:
         if self._always(plog):
-            await self.committer.sync(self._flusher(topic, partition, plog), 0)
+            await self.committer.sync(self._flusher(topic, partition, plog))
 
     def _flusher(self, topic: str, partition: int, plog: PartitionLog) -> _NotifyingFlush:
         flusher = self._flushers.get((topic, partition))
@@ -320,20 +319,15 @@ class _NotifyingFlush:
     One per partition (cached by BrokerState) so the committer coalesces repeated marks.
     """
 
-    __slots__ = ("_loop", "_loop_thread", "partition", "plog", "state", "topic")
+    __slots__ = ("_loop", "partition", "plog", "state", "topic")
 
     def __init__(self, state: BrokerState, topic: str, partition: int, plog: PartitionLog) -> None:
         self.state, self.topic, self.partition, self.plog = state, topic, partition, plog
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
 
     def flush(self) -> None:
-        """Runs in the fsync thread, or inline on the loop thread for small rounds."""
         self.plog.flush()
-        if threading.get_ident() == self._loop_thread:
-            self.state.notify(self.topic, self.partition)
-        else:
-            self.state.notify_threadsafe(self._loop, self.topic, self.partition)
+        self.state.notify_threadsafe(self._loop, self.topic, self.partition)
 
 
 def _new_cluster_id() -> str:
