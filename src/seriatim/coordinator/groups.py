@@ -804,6 +804,19 @@ class GroupCoordinator:
             return ErrorCode.ILLEGAL_GENERATION
         return ErrorCode.NONE
 
+    def unstable_offsets(self, group_id: str) -> set[tuple[str, int]]:
+        """Partitions of ``group_id`` with a transactional offset commit still awaiting its
+        transaction's marker: OffsetFetch with ``require_stable`` (KIP-447) answers
+        UNSTABLE_OFFSET_COMMIT for them, so a read_committed consumer taking over waits for
+        the outcome instead of starting from an offset the transaction is about to move."""
+        out: set[tuple[str, int]] = set()
+        for pending in self._pending_txn.values():
+            for key, _ in pending:
+                decoded = decode_key(key)
+                if isinstance(decoded, OffsetKey) and decoded.group_id == group_id:
+                    out.add((decoded.topic, decoded.partition))
+        return out
+
     def fetch_offsets(
         self, group_id: str, topics: Iterable[tuple[str, Iterable[int]]] | None
     ) -> dict[tuple[str, int], CommittedOffset | None]:

@@ -4,7 +4,9 @@ Committed offsets of a group, from the coordinator's replayed state (-1 and empt
 where nothing is committed; a group that does not exist has no offsets, not an error).
 v1 asks for listed partitions; v2+ may ask for every committed partition (``topics`` null)
 and add a top-level error; v3 throttle time; v5 ``committed_leader_epoch``; v6 flexible; v7
-``require_stable`` (no transactions yet, so nothing is ever unstable); v8+ ask for several
+``require_stable`` (KIP-447: a partition whose transactional offset commit awaits its
+transaction's marker is UNSTABLE_OFFSET_COMMIT, offset -1; the client retries until the
+transaction ends; without the flag it gets the last stable commit); v8+ ask for several
 groups at once (``groups[]``); v9 adds member id/epoch (KIP-848; ignored for classic groups).
 """
 
@@ -32,7 +34,8 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
                 make(
                     group_cls,
                     group_id=g.group_id,
-                    topics=_topics(ctx, topic_cls, version, g.group_id, g.topics),
+                    topics=_topics(ctx, topic_cls, version, g.group_id, g.topics,
+                                   request.require_stable),
                     error_code=kio_error(_group_error(g.group_id)),
                 )
                 for g in request.groups
@@ -40,7 +43,8 @@ async def handle(ctx: RequestContext, request: Any) -> Any:
         )
     topic_cls = nested(resp_cls, "topics")
     fields: dict[str, Any] = {
-        "topics": _topics(ctx, topic_cls, version, request.group_id, request.topics)
+        "topics": _topics(ctx, topic_cls, version, request.group_id, request.topics,
+                          getattr(request, "require_stable", False))
     }
     if version >= 2:
         fields["error_code"] = kio_error(_group_error(request.group_id))
@@ -52,18 +56,27 @@ def _group_error(group_id: str) -> ErrorCode:
 
 
 def _topics(
-    ctx: RequestContext, topic_cls: type[Any], version: int, group_id: str, topics: Any
+    ctx: RequestContext, topic_cls: type[Any], version: int, group_id: str, topics: Any,
+    require_stable: bool,
 ) -> tuple[Any, ...]:
     part_cls = nested(topic_cls, "partitions")
     wanted = None if topics is None else [(t.name, t.partition_indexes) for t in topics]
-    found = driver(ctx.state).core.fetch_offsets(group_id, wanted)
+    core = driver(ctx.state).core
+    found = core.fetch_offsets(group_id, wanted)
+    unstable = core.unstable_offsets(group_id) if require_stable else set()
+    if unstable and wanted is None:  # "all partitions" includes those only pending so far
+        for tp in sorted(unstable):
+            found.setdefault(tp, None)
     by_topic: dict[str, list[Any]] = {}
-    for (topic, partition), committed in found.items():
+    for (topic, partition), stable in found.items():
+        pending = (topic, partition) in unstable
+        committed = None if pending else stable
+        error = ErrorCode.UNSTABLE_OFFSET_COMMIT if pending else ErrorCode.NONE
         fields: dict[str, Any] = {
             "partition_index": partition,
             "committed_offset": committed.offset if committed else -1,
             "metadata": committed.metadata if committed else "",
-            "error_code": kio_error(ErrorCode.NONE),
+            "error_code": kio_error(error),
         }
         if version >= 5:
             fields["committed_leader_epoch"] = committed.leader_epoch if committed else -1
