@@ -43,7 +43,7 @@ from seriatim.protocol import (
     parse_request_header,
     request_class,
 )
-from seriatim.records import build_batch
+from seriatim.records import Compression, build_batch
 from seriatim.testing.wire import decode_response
 
 FUZZ_SEEDS = Path(__file__).resolve().parents[2] / "fuzz" / "seeds" / "requests"
@@ -415,9 +415,13 @@ def test_broker_keeps_no_view_of_a_bytearray_frame(tmp_path: Path, version: int)
     assert stored == [b"v" * 100] * 5
 
 
+@pytest.mark.parametrize("codec", [Compression.NONE, Compression.GZIP])
 def test_each_produced_batch_is_crc_checked_once(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    batches = [bytes(build_batch([(None, b"x" * 1000)] * 20)) for _ in range(3)]
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 codec: Compression) -> None:
+    # A compressed batch is also walked (decompressed) after validation: still one CRC pass.
+    batches = [bytes(build_batch([(None, b"x" * 1000)] * 20, compression=codec))
+               for _ in range(3)]
     hashed: list[int] = []
     crc = batch_module._crc32c
 

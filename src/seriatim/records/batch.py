@@ -373,8 +373,13 @@ def iter_records(
     batch: Buffer,
     *,
     max_decompressed_bytes: int = limits.MAX_DECOMPRESSED_BATCH_BYTES,
+    validated: BatchHeader | None = None,
 ) -> Iterator[Record]:
     """Validate the batch that starts at ``batch[0]`` and return an iterator over its records.
+
+    ``validated``: the header :func:`validate_batch` already returned for exactly these bytes;
+    it is trusted and the header/CRC check is not repeated (the Produce handler validates each
+    batch once, then walks a compressed one).
 
     The header, CRC and codec are checked now (bytes after the batch are ignored, so a view of a
     larger buffer is fine); records are decoded lazily and a malformed one raises
@@ -382,7 +387,7 @@ def iter_records(
     ``max_decompressed_bytes`` (beyond that: CorruptRecordError). For a LogAppendTime batch
     every record carries the batch's ``max_timestamp``, as Kafka's reader does.
     """
-    header = validate_batch(batch)
+    header = validate_batch(batch) if validated is None else validated
     end = header.batch_length + _LOG_OVERHEAD
     codec = header.attributes & _ATTR_COMPRESSION_MASK
     if codec:

@@ -157,7 +157,7 @@ def _validate(
         # Walk the records (decompressing with a cap): offset deltas must be 0..n-1, and a
         # compacted topic needs a key on every record.
         expected = 0
-        for record in iter_records(records):
+        for record in iter_records(records, validated=header):
             if record.offset - header.base_offset != expected:
                 raise KafkaError("record offset deltas are not 0..n-1", ErrorCode.INVALID_RECORD)
             if compacted and record.key is None:
