@@ -318,6 +318,8 @@ _KEYS: dict[str, _Key] = {
     "transaction.state.log.min.isr": _K("2", _int(1)),
     "transaction.state.log.segment.bytes": _K("104857600", _int(1)),
     "transactional.id.expiration.ms": _K("604800000", _int(1)),
+    "producer.id.expiration.ms": _K("86400000", _int(1)),
+    "producer.id.expiration.check.interval.ms": _K("600000", _int(1)),
     "transaction.max.timeout.ms": _K("900000", _int(1)),
 }
 
@@ -553,6 +555,8 @@ class BrokerConfig:
     log_flush_interval_messages: int  # log.flush.interval.messages
     log_flush_interval_ms: int | None  # log.flush.interval.ms; None = unset
     retention_check_interval_ms: int  # log.retention.check.interval.ms
+    producer_id_expiration_ms: int  # producer.id.expiration.ms
+    producer_id_expiration_check_interval_ms: int  # producer.id.expiration.check.interval.ms
     flush_policy: str  # log.flush.policy: always | interval | never
     log_message_timestamp_type: str  # log.message.timestamp.type
     log_cleanup_policy: tuple[str, ...]  # log.cleanup.policy
@@ -834,6 +838,9 @@ def _build(entries: dict[str, ConfigEntry]) -> BrokerConfig:
         log_flush_interval_messages=parsed["log.flush.interval.messages"],
         log_flush_interval_ms=parsed["log.flush.interval.ms"],
         retention_check_interval_ms=parsed["log.retention.check.interval.ms"],
+        producer_id_expiration_ms=parsed["producer.id.expiration.ms"],
+        producer_id_expiration_check_interval_ms=parsed[
+            "producer.id.expiration.check.interval.ms"],
         flush_policy=parsed["log.flush.policy"],
         log_message_timestamp_type=parsed["log.message.timestamp.type"],
         log_cleanup_policy=parsed["log.cleanup.policy"],

@@ -235,3 +235,37 @@ def test_truncation_rebuilds_producer_state_and_the_abort_index(tmp_path: Path) 
         assert log.aborted_transactions(0, 99) == []
         assert log.first_unstable_offset() == 0
         assert log.append_batch(_batch(1, 0, 0, txn=True)).duplicate
+
+
+# --- expiry (producer.id.expiration.ms, KIP-854) ----------------------------------------------
+
+
+def test_expire_forgets_idle_producers_but_never_an_open_transaction() -> None:
+    ps = ProducerStateManager()
+    ps.apply(1, 0, 0, 0, 1, 1_000, False)  # idle since 1 000
+    ps.apply(2, 0, 0, 2, 3, 5_000, False)  # recent
+    ps.apply(3, 0, 0, 4, 5, 1_000, True)  # idle, but its transaction is still open
+    assert ps.expire(6_000, 3_000) == [1]
+    assert sorted(ps.producers) == [2, 3]
+    ps.check_invariants()
+    assert ps.expire(8_000, 3_000) == [2]  # idle for exactly the expiration
+    assert ps.first_unstable_offset() == 4  # the open transaction still holds the LSO
+
+
+def test_an_expired_producer_is_forgotten_by_the_log_and_its_snapshot(tmp_path: Path) -> None:
+    day = 86_400_000
+    cfg = LogConfig()
+    path = tmp_path / "p"
+    with PartitionLog.open(path, cfg) as log:
+        batch = bytearray(build_batch([(b"k", b"v")], producer_id=7, producer_epoch=0,
+                                      base_sequence=0, timestamp_ms=1_000))
+        log.append_batch(bytearray(batch))
+        assert log.append_batch(bytearray(batch)).duplicate  # known: a retry is recognised
+        assert log.expire_producers(1_000 + day - 1, day) == 0
+        assert log.expire_producers(1_000 + day, day) == 1
+        assert log.producer_entries() == []
+        again = log.append_batch(bytearray(batch))  # unknown now: accepted as new data
+        assert not again.duplicate and again.base_offset == 1
+        assert log.expire_producers(1_000 + day, day) == 1  # that batch is as old
+    with PartitionLog.open(path, cfg) as log:  # the clean-shutdown snapshot kept none
+        assert log.producer_entries() == []

@@ -58,6 +58,7 @@ class BrokerApplication:
             asyncio.create_task(self._retention(), name="seriatim-retention"),
             asyncio.create_task(self._flush_ticker(), name="seriatim-flush"),
             asyncio.create_task(self._cleaner(), name="seriatim-cleaner"),
+            asyncio.create_task(self._producer_expiry(), name="seriatim-producer-expiry"),
         ]
 
     async def stop(self) -> None:
@@ -109,6 +110,22 @@ class BrokerApplication:
                 self.state.apply_retention()
             except Exception:  # one bad partition must not stop retention for the rest
                 log.exception("retention pass failed")
+
+    def expire_producers(self, now_ms: int | None = None) -> int:
+        """producer.id.expiration.ms on every log now (seriatim.testing); returns how many
+        producer ids were forgotten."""
+        now = self.state.clock.wall_ms() if now_ms is None else now_ms
+        return self.state.manager.expire_producers(now, self.state.config.producer_id_expiration_ms)
+
+    async def _producer_expiry(self) -> None:
+        """Kafka's producer.id.expiration.check.interval.ms, on the loop thread."""
+        interval_s = self.state.config.producer_id_expiration_check_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                self.expire_producers()
+            except Exception:  # one bad partition must not stop expiry for the rest
+                log.exception("producer id expiry pass failed")
 
     async def _flush_ticker(self) -> None:
         """Drives flush.ms for topics under the 'interval' policy."""

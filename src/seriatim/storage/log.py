@@ -986,6 +986,13 @@ class PartitionLog:
         with self._lock:
             return self._txn.collect(fetch_offset, upper_offset)
 
+    def expire_producers(self, now_ms: int, expiration_ms: int) -> int:
+        """Forget idle producers (see ProducerStateManager.expire); the next producer-state
+        snapshot no longer holds them. Returns how many were removed."""
+        with self._lock:
+            self._check_usable()
+            return len(self._producers.expire(now_ms, expiration_ms))
+
     def producer_entries(self) -> list[ProducerEntry]:
         """Every producer this partition knows (DescribeProducers); copies."""
         with self._lock:

@@ -301,6 +301,11 @@ class LogManager:
         return sum(plog.apply_retention(now_ms) for t, _, plog in self.logs()
                    if plog.offline_reason is None and topic in (None, t))
 
+    def expire_producers(self, now_ms: int, expiration_ms: int) -> int:
+        """Forget producers idle for ``expiration_ms`` on every online log; returns how many."""
+        return sum(plog.expire_producers(now_ms, expiration_ms) for _, _, plog in self.logs()
+                   if plog.offline_reason is None and not plog.closed)
+
     def compact(self, topic: str, now_ms: int | None = None, *, force: bool = True
                 ) -> CleanStats:
         """Run the cleaner on every partition of ``topic`` now (see PartitionLog.compact)."""

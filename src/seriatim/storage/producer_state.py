@@ -240,6 +240,19 @@ class ProducerStateManager:
             entry = self.producers[producer_id] = ProducerEntry(producer_id)
         return entry
 
+    def expire(self, now_ms: int, expiration_ms: int) -> list[int]:
+        """Forget producers idle for ``expiration_ms`` (Kafka's ``producer.id.expiration.ms``,
+        KIP-854): no batch or marker newer than that, and no open transaction. Returns the
+        producer ids removed. A producer that comes back after this is unknown again: its next
+        batch is accepted at any sequence (KIP-360), as in Kafka; only its retries of batches
+        written before the expiry are no longer recognised as duplicates."""
+        gone = [pid for pid, e in self.producers.items()
+                if e.txn_first_offset < 0 and pid not in self.ongoing
+                and e.last_timestamp_ms >= 0 and now_ms - e.last_timestamp_ms >= expiration_ms]
+        for pid in gone:
+            del self.producers[pid]
+        return gone
+
     # --- queries ------------------------------------------------------------------------------
 
     def first_unstable_offset(self) -> int | None:
