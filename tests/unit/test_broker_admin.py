@@ -233,8 +233,9 @@ def test_delete_records_moves_low_watermark(broker: InProcessBroker, admin: Admi
 
 
 def test_describe_topic_configs_sources_and_synonyms(admin: AdminClient) -> None:
-    fs = admin.create_topics([NewTopic("adm-desc", 1, 1, config={"retention.ms": "3600000"})])
-    assert outcomes(fs) == {"adm-desc": None}
+    fs = admin.create_topics([NewTopic("adm-desc", 1, 1, config={"retention.ms": "3600000"}),
+                              NewTopic("adm-plain", 1, 1)])
+    assert outcomes(fs) == {"adm-desc": None, "adm-plain": None}
     configs = describe_topic(admin, "adm-desc")
     retention = configs["retention.ms"]
     assert retention.value == "3600000"
@@ -245,9 +246,9 @@ def test_describe_topic_configs_sources_and_synonyms(admin: AdminClient) -> None
         ("log.retention.hours", "48", ConfigSource.STATIC_BROKER_CONFIG.value),
     ]
     # Not overridden, but set on the broker: STATIC_BROKER_CONFIG, the broker's value.
-    assert describe_topic(admin, "adm-dup")["retention.ms"].value == str(48 * 3600 * 1000)
+    assert describe_topic(admin, "adm-plain")["retention.ms"].value == str(48 * 3600 * 1000)
     assert (
-        describe_topic(admin, "adm-dup")["retention.ms"].source
+        describe_topic(admin, "adm-plain")["retention.ms"].source
         == ConfigSource.STATIC_BROKER_CONFIG.value
     )
     # Neither: DEFAULT_CONFIG, Kafka's default.
