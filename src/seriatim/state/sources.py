@@ -220,6 +220,10 @@ class KafkaSource:
         }
         conf.update(config or {})
         self._consumer = Consumer(conf)
+        # The runner's thread consumes while another thread may ask end_offset() (lag): two
+        # threads inside the client at once hung get_watermark_offsets past its timeout (seen
+        # once in the suite, 300 s), so every call into the consumer holds this lock.
+        self._client_lock = threading.Lock()
         self._closed = False
         self._end = -1
         self._position = -1
@@ -236,8 +240,9 @@ class KafkaSource:
         from confluent_kafka import KafkaException
 
         try:
-            low, high = self._consumer.get_watermark_offsets(
-                self._tp(), timeout=self._timeout_s, cached=False)
+            with self._client_lock:
+                low, high = self._consumer.get_watermark_offsets(
+                    self._tp(), timeout=self._timeout_s, cached=False)
         except KafkaException as exc:
             raise SourceError(f"{self.topic}/{self.partition}: cannot read the watermarks: "
                               f"{exc}") from exc
@@ -248,11 +253,13 @@ class KafkaSource:
     def batches(self, from_offset: int, stop: threading.Event) -> Batches:
         low, high = self._refresh_watermarks()
         _check_start(from_offset, low, high, f"topic {self.topic} partition {self.partition}")
-        self._consumer.assign([self._tp(from_offset)])
+        with self._client_lock:
+            self._consumer.assign([self._tp(from_offset)])
         self._position = from_offset
         expected = from_offset
         while not stop.is_set():
-            msgs = self._consumer.consume(num_messages=self._max, timeout=self._poll_s)
+            with self._client_lock:
+                msgs = self._consumer.consume(num_messages=self._max, timeout=self._poll_s)
             batch: list[Record] = []
             for msg in msgs:
                 if msg.error() is not None:
@@ -273,7 +280,8 @@ class KafkaSource:
                 yield batch
             else:
                 self._refresh_watermarks()
-                pos = self._consumer.position([self._tp()])[0].offset
+                with self._client_lock:
+                    pos = self._consumer.position([self._tp()])[0].offset
                 if pos >= 0:  # past transaction markers and aborted records too
                     self._position = max(expected, int(pos))
                 yield []
@@ -304,4 +312,5 @@ class KafkaSource:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._consumer.close()
+            with self._client_lock:
+                self._consumer.close()
