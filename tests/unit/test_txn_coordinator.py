@@ -9,7 +9,12 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from seriatim.coordinator.schema import TxnValue, decode_txn_value, encode_txn_value
+from seriatim.coordinator.schema import (
+    TxnValue,
+    decode_txn_value,
+    encode_txn_key,
+    encode_txn_value,
+)
 from seriatim.coordinator.transactions import (
     InitResult,
     MarkerRequest,
@@ -167,3 +172,25 @@ def test_replay_restores_state_and_finishes_interrupted_commits() -> None:
     assert fresh.describe("a") is not None
     summary = fresh.describe("a")
     assert summary is not None and summary.state == TxnState.ONGOING
+
+
+def test_idle_transactional_ids_expire_with_a_tombstone() -> None:
+    h = Harness()
+    week = TxnConfig().id_expiration_ms
+    h.init("idle")
+    h.init("busy")
+    t0 = h.clock.wall_ms()
+    assert h.core.next_deadline_ms() == t0 + week  # the idle ones' expiry
+    h.clock.advance(week - 1)
+    # "busy" opens a transaction just in time: an ongoing transaction never expires.
+    assert h.call(h.core.add_partitions, "busy", 1001, 0, [("a", 0)]) == ErrorCode.NONE
+    h.run(h.core.tick())
+    assert h.core.describe("idle") is not None
+    h.clock.advance(1)
+    h.run(h.core.tick())
+    assert h.core.describe("idle") is None
+    assert h.log[-1] == (encode_txn_key("idle"), None)  # replayed from the log, it is gone too
+    assert h.state("busy") == TxnState.ONGOING
+    # A producer using the expired id later starts afresh, with a new producer id.
+    r = h.init("idle")
+    assert r.error == ErrorCode.NONE and r.producer_id not in (1000, 1001)

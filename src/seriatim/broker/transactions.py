@@ -79,7 +79,9 @@ class TransactionDriver(CoordinatorDriver):
     def __init__(self, state: BrokerState) -> None:
         super().__init__(state)
         raw = state.config.get("transaction.max.timeout.ms")
-        config = TxnConfig(max_timeout_ms=int(raw) if raw is not None else 900_000)
+        expiry = state.config.get("transactional.id.expiration.ms")
+        config = TxnConfig(max_timeout_ms=int(raw) if raw is not None else 900_000,
+                           id_expiration_ms=int(expiry) if expiry is not None else 604_800_000)
         self.core = TransactionCoordinator(config, state.clock, state.next_producer_id)
 
     # --- lifecycle ----------------------------------------------------------------------------

@@ -86,11 +86,13 @@ _NAMES = {
 STATE_BY_NAME = {name: state for state, name in _NAMES.items()}
 _PREPARING = (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT)
 _COMPLETE = (TxnState.COMPLETE_COMMIT, TxnState.COMPLETE_ABORT)
+_IDLE = (TxnState.EMPTY, *_COMPLETE)  # no transaction open: may expire
 
 
 @dataclass(frozen=True, slots=True)
 class TxnConfig:
     max_timeout_ms: int = 900_000  # transaction.max.timeout.ms
+    id_expiration_ms: int = 604_800_000  # transactional.id.expiration.ms (7 days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,10 +348,15 @@ class TransactionCoordinator:
                 deadline = min(deadline, meta.stored.start_ms + meta.stored.timeout_ms)
             elif meta.state in _PREPARING and not meta.markers_in_flight:
                 deadline = min(deadline, meta.stored.last_update_ms + MARKER_RETRY_MS)
+            elif meta.state in _IDLE:
+                deadline = min(deadline,
+                               meta.stored.last_update_ms + self.config.id_expiration_ms)
         return deadline
 
     def tick(self) -> TxnOutput:
-        """Abort (and fence) transactions past transaction.timeout.ms; retry failed markers."""
+        """Abort (and fence) transactions past transaction.timeout.ms; retry failed markers;
+        forget transactional ids idle (no transaction open) for transactional.id.expiration.ms
+        with a tombstone, as Kafka does: a producer using that id later starts afresh."""
         out = TxnOutput()
         now = self.clock.wall_ms()
         for meta in self._txns.values():
@@ -358,6 +365,9 @@ class TransactionCoordinator:
                 self._abort_fenced(out, meta, now)
             elif meta.state in _PREPARING and not meta.markers_in_flight:
                 self._request_markers(out, meta)
+            elif meta.state in _IDLE and now >= cur.last_update_ms + self.config.id_expiration_ms:
+                txn_id = meta.transactional_id
+                out.records.append(TxnRecord(txn_id, encode_txn_key(txn_id), None))
         return out
 
     # --- queries --------------------------------------------------------------------------------
