@@ -10,6 +10,18 @@ a round runs wait for the next one, which then covers all of them. Under load th
 fsyncs into about one per disk round trip. (A long-lived thread rather than an executor submit
 per round: the submit and future plumbing cost ~17% of the broker's produce CPU in a profile.)
 
+``syncfs`` (opt-in, ``log.flush.syncfs=true``): a round over several logs fsyncs each file in
+turn, and on ext4 every fdatasync of an appended file is a journal commit: six partitions
+took 0.53 ms at the median (1.0 ms p99) against 0.13-0.16 ms for one ``syncfs(2)`` of the
+file system holding them (measured on this project's VM disk; end to end at 10k records/s
+over 6 partitions, p50 1.6 -> 0.9 ms, p99 3.2 -> 2.3 ms). The catch: syncfs writes back
+*everything* dirty on that file system, other processes' files too, so it is for a data
+directory on a disk of its own; hence opt-in. Each log's data is captured first
+(``flush_begin``: what the fsync must cover), then one syncfs per file system, then each log
+finishes (``flush_end(data_synced=True)``). Needs Linux >= 5.8, where syncfs reports
+writeback errors; if it fails, every log of the round is flushed on its own, so an error is
+still attributed to the log it belongs to (fail-stop for that log only).
+
 If an fsync fails, that log raised StorageError and is offline (fail-stop, see storage/); the
 requests waiting on it get the error and are never acknowledged; other logs are unaffected.
 
@@ -20,9 +32,12 @@ thread and only touched under ``_cond``; the logs' flush() is thread-safe agains
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
+import os
+import platform
 import threading
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +49,11 @@ class Flushable(Protocol):
 class GroupCommitter:
     """Coalesces fsync requests for many logs into one flush per round, in one thread."""
 
-    def __init__(self, thread_name: str = "seriatim-fsync") -> None:
+    def __init__(self, thread_name: str = "seriatim-fsync", *, use_syncfs: bool = False
+                 ) -> None:
+        if use_syncfs and not syncfs_supported():
+            raise ValueError("log.flush.syncfs needs Linux >= 5.8 (syncfs must report errors)")
+        self._syncfs = use_syncfs
         self._cond = threading.Condition()
         self._dirty: dict[int, Flushable] = {}
         self._waiters: list[_Waiter] = []
@@ -90,7 +109,10 @@ class GroupCommitter:
                 targets, waiters = self._dirty, self._waiters
                 self._dirty, self._waiters = {}, []
                 self._busy = True
-            errors = _flush_all(targets)
+            if self._syncfs and len(targets) > 1:
+                errors = _flush_shared(targets)
+            else:
+                errors = _flush_all(targets)
             _resolve(waiters, errors)
             with self._cond:
                 self._busy = False
@@ -132,4 +154,75 @@ def _flush_all(targets: dict[int, Flushable]) -> dict[int, Exception]:
         except Exception as exc:  # a StorageError: that log is offline now (fail-stop)
             log.error("flush failed: %s", exc)
             errors[target_id] = exc
+    return errors
+
+
+# --- syncfs -----------------------------------------------------------------------------------
+
+
+def syncfs_supported() -> bool:
+    """Linux >= 5.8: syncfs(2) reports writeback errors there (earlier kernels returned 0)."""
+    if platform.system() != "Linux":
+        return False
+    try:
+        major, minor = (int(x) for x in platform.release().split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 8)
+
+
+_libc: Any = None
+
+
+def _syncfs(path: str) -> None:
+    """syncfs(2) of the file system holding ``path`` (releases the GIL: a ctypes call)."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs({path}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def _flush_shared(targets: dict[int, Flushable]) -> dict[int, Exception]:
+    """One syncfs per file system for the data of every target; per-target flushes for those
+    that cannot share it, and for all of them if the syncfs fails."""
+    errors: dict[int, Exception] = {}
+    begun: list[tuple[int, Any, Any]] = []  # (id, target, ticket)
+    dirs: dict[int, str] = {}  # st_dev -> a directory on it
+    rest: dict[int, Flushable] = {}
+    synced = False  # until every syncfs succeeded: then flush_end skips the fdatasyncs
+    try:
+        for target_id, target in targets.items():
+            begin = getattr(target, "flush_begin", None)
+            directory = getattr(target, "directory", None)
+            if begin is None or directory is None:
+                rest[target_id] = target
+                continue
+            try:
+                ticket = begin()
+            except Exception as exc:  # offline or closed: its waiters get the error
+                errors[target_id] = exc
+                continue
+            if ticket is not None:
+                begun.append((target_id, target, ticket))
+                dirs.setdefault(os.stat(directory).st_dev, directory)
+        try:
+            for directory in dirs.values():
+                _syncfs(directory)
+            synced = True
+        except OSError as exc:
+            log.warning("%s; flushing each log on its own instead", exc)
+    finally:
+        for target_id, target, ticket in begun:
+            try:
+                target.flush_end(ticket, data_synced=synced)
+            except Exception as exc:  # a StorageError: that log is offline now
+                log.error("flush failed: %s", exc)
+                errors[target_id] = exc
+    errors.update(_flush_all(rest))
     return errors

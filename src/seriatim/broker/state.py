@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from seriatim.broker.transactions import TransactionDriver
     from seriatim.config import BrokerConfig  # type only: broker never imports server
     from seriatim.storage import AppendInfo, LogManager, PartitionLog
+    from seriatim.storage.log import FlushTicket
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class BrokerState:
         #: entries with whatever makes them stale (e.g. the log manager's topic generation).
         self.handler_caches: dict[str, object] = {}
         self.data_dir = Path(config.log_dirs[0])
-        self.committer = GroupCommitter()
+        self.committer = GroupCommitter(use_syncfs=config.log_flush_syncfs)
         self._waiters: dict[tuple[str, int], list[asyncio.Future[None]]] = {}
         self._flushers: dict[tuple[str, int], _NotifyingFlush] = {}
         self._interval_dirty: dict[tuple[str, int], PartitionLog] = {}
@@ -327,6 +328,18 @@ class _NotifyingFlush:
 
     def flush(self) -> None:
         self.plog.flush()
+        self.state.notify_threadsafe(self._loop, self.topic, self.partition)
+
+    # The two phases of a flush shared with other logs (GroupCommitter with syncfs).
+    @property
+    def directory(self) -> str:
+        return self.plog.path
+
+    def flush_begin(self) -> FlushTicket | None:
+        return self.plog.flush_begin()
+
+    def flush_end(self, ticket: FlushTicket, *, data_synced: bool) -> None:
+        self.plog.flush_end(ticket, data_synced=data_synced)
         self.state.notify_threadsafe(self._loop, self.topic, self.partition)
 
 

@@ -158,6 +158,16 @@ class AppendInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class FlushTicket:
+    """What one flush covers (see PartitionLog.flush_begin)."""
+
+    target: int  # flushed_offset once done
+    active: Segment
+    todo: list[Segment]
+    pending_messages: int
+
+
+@dataclass(frozen=True, slots=True)
 class FileSlice:
     """``size`` bytes of whole batches at ``position`` in a segment file (for sendfile)."""
 
@@ -672,22 +682,46 @@ class PartitionLog:
 
         Thread-safe: may run in an executor thread while another thread appends.
         """
-        with self._flush_lock:
+        ticket = self.flush_begin()
+        if ticket is not None:
+            self.flush_end(ticket, data_synced=False)
+
+    def flush_begin(self) -> FlushTicket | None:
+        """Phase one of a flush: what an fsync must cover now (None: nothing to do).
+
+        Holds the flush lock (segments stay open) until :meth:`flush_end`, which must follow.
+        Split so that a caller flushing many logs can make all their data durable with one
+        ``syncfs`` between the two phases (``flush_end(ticket, data_synced=True)``).
+        """
+        self._flush_lock.acquire()
+        try:
             with self._lock:
                 self._check_usable()
                 if self._readonly:
-                    return
-                target = self.end_offset
-                flushed = self._flushed
-                active = self._segments[-1]
-                todo = [s for s in self._segments
-                        if s.next_offset > flushed or not s.index_synced]
-                pending_messages = self._unflushed_messages
-            if not todo:
-                return
+                    ticket = None
+                else:
+                    flushed = self._flushed
+                    todo = [s for s in self._segments
+                            if s.next_offset > flushed or not s.index_synced]
+                    ticket = FlushTicket(self.end_offset, self._segments[-1], todo,
+                                         self._unflushed_messages) if todo else None
+        except BaseException:
+            self._flush_lock.release()
+            raise
+        if ticket is None:
+            self._flush_lock.release()
+        return ticket
+
+    def flush_end(self, ticket: FlushTicket, *, data_synced: bool) -> None:
+        """Phase two: fdatasync the ticket's segments (unless ``data_synced``: the caller made
+        every byte written before :meth:`flush_begin` durable, e.g. by ``syncfs`` of this log's
+        file system), persist rolled segments' indexes, advance ``flushed_offset``."""
+        try:
+            active = ticket.active
             try:
-                for seg in todo:
-                    self._fs.fdatasync(seg.fd)
+                for seg in ticket.todo:
+                    if not data_synced:
+                        self._fs.fdatasync(seg.fd)
                     if seg is not active and not seg.index_synced:
                         seg.persist_indexes(self._fs, sync=True)
                         seg.index_synced = True
@@ -695,12 +729,15 @@ class PartitionLog:
                 with self._lock:
                     self._fail("flush failed", exc)
             with self._lock:
-                self._flushed = max(self._flushed, target)
-                self._unflushed_messages = max(0, self._unflushed_messages - pending_messages)
+                self._flushed = max(self._flushed, ticket.target)
+                self._unflushed_messages = max(
+                    0, self._unflushed_messages - ticket.pending_messages)
                 self._last_flush_ms = self._clock.wall_ms()
-            if any(seg is not active for seg in todo):
+            if any(seg is not active for seg in ticket.todo):
                 # A rolled segment is now durable with its indexes: checkpoint past it.
-                self._write_recovery_point(target)
+                self._write_recovery_point(ticket.target)
+        finally:
+            self._flush_lock.release()
 
     def flush_due(self, now_ms: int | None = None) -> bool:
         """True when flush.messages or flush.ms says the 'interval' policy should flush."""
