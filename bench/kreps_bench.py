@@ -399,7 +399,7 @@ def run(settings: Settings) -> Suite:
     }
     bytes_per_record = 0.0
     lat: dict[str, dict[str, list[float]]] = {k: {q: [] for q in LAT_KEYS}
-                                              for k in ("always", "never")}
+                                              for k in ("always", "syncfs", "never")}
 
     # Latency floors: what one fsync and one loopback round trip cost, measured right before
     # the end-to-end pair (the disk's sync latency drifts with what was written before).
@@ -603,6 +603,12 @@ def run(settings: Settings) -> Suite:
         with workers.seriatim(["-c", "log.flush.policy=never"]) as srv_never:
             measure("seriatim (flush.policy=never), end-to-end p99 at 10k records/s", "ms",
                     latency_case_on(srv_never.bootstrap, lat["never"]), lower_is_better=True)
+        # flush.policy=always with log.flush.syncfs=true: one syncfs(2) per group-commit round
+        # instead of an fdatasync per partition (opt-in: for a data dir on a disk of its own).
+        with workers.seriatim(["-c", "log.flush.syncfs=true"]) as srv_syncfs:
+            measure("seriatim (always + log.flush.syncfs), end-to-end p99 at 10k records/s",
+                    "ms", latency_case_on(srv_syncfs.bootstrap, lat["syncfs"]),
+                    lower_is_better=True)
 
     no_kg = ("bench/kafkagen.c missing or did not build" if kg_exe is None else "")
     for key in SCENARIOS:
@@ -787,6 +793,8 @@ def run(settings: Settings) -> Suite:
     lat_rows = [
         ("seriatim end-to-end, `log.flush.policy=always` (visible after the group-commit "
          "fdatasync)", lat["always"]),
+        ("seriatim end-to-end, `log.flush.policy=always` + `log.flush.syncfs=true` (one "
+         "syncfs per group-commit round; opt-in)", lat["syncfs"]),
         ("seriatim end-to-end, `log.flush.policy=never` (Kafka's default)", lat["never"]),
         ("floor: 1 KiB append + fdatasync, back to back, scratch dir ("
          + (f"{statistics.median(base_rate['fsync']):,.0f}" if base_rate["fsync"] else "?")
@@ -854,11 +862,13 @@ def run(settings: Settings) -> Suite:
             f"| {title} | {KREPS[key]} | {cell(S['rdk'][key])} | {gen_cell('rdk', key)} | "
             f"{cell(S['kg'][key])} | {gen_cell('kg', key)} | "
             f"{cell(red) if red else '-'} | {ratio(j, red) if red else '-'} |")
-    for policy in ("always", "never"):
+    for policy, label in (("always", "flush.policy=always"),
+                          ("syncfs", "flush.policy=always, log.flush.syncfs=true"),
+                          ("never", "flush.policy=never")):
         summary.append(
             f"| end-to-end latency p50 / p99 / p99.9 at {lat_rate:,}/s | {KREPS['lat']} | "
             + " / ".join(fmt(lat_med(lat[policy], q)) for q in LAT_KEYS)
-            + f" ms (flush.policy={policy}) | - | - | - | - | - |")
+            + f" ms ({label}) | - | - | - | - | - |")
     for title, key in (("floor: 1 KiB append + fdatasync", "fsync"),
                        (f"floor: loopback round trip at {lat_rate:,}/s", "rtt10k"),
                        ("floor: loopback round trip at 1,000/s", "rtt1k")):
@@ -889,6 +899,7 @@ def run(settings: Settings) -> Suite:
               + fmt(lat_med(base_lat["rtt10k"], "p99")) + " ms at 10k/s, "
               + fmt(lat_med(base_lat["rtt1k"], "p99")) + " ms at 1k/s")
     for policy, what in (("always", "always: visible after fsync"),
+                         ("syncfs", "always + log.flush.syncfs=true, opt-in"),
                          ("never", "never, Kafka's default")):
         p99 = lat[policy]["p99"]
         t.append(Target(f"end-to-end p99 <= 2 ms at 10k records/s (flush.policy={what})",
