@@ -992,11 +992,13 @@ def run(settings: Settings) -> Suite:
         f"nothing freed for {FRESH_PAUSE_S:g} s before) -- sys {sys_of(cpu['fresh'])} broker, "
         f"{sys_of(raw_cpu['fresh'])} raw (CPU-s/GiB). The target is judged on the recycled "
         "pair: a broker that has run for a while writes into pages its page cache evicted. "
-        f"With {raw_bytes / MIB:,.0f} MiB per run the fresh pair differs little from the "
-        "recycled one: a run's pages mostly come from memory some process freed shortly before "
-        "(by hand: 1.3 GiB into a new file 1.7-2.5 s/GiB of sys, right after unlinking one "
-        "0.4-1.0). Earlier versions of this bench set the broker's figure (first runs, page "
-        "cache growing) against a raw copy into recycled pages: 1.46 vs 0.35 = 4.2x.",
+        f"With {raw_bytes / MIB:,.0f} MiB per run, how much the fresh pair pays depends on "
+        "whether memory some process freed shortly before is at hand: runs of this bench have "
+        "given fresh about equal to recycled, and fresh about 3x recycled, for the broker and "
+        "the raw copy alike (by hand: 1.3 GiB into a new file 1.7-2.5 s/GiB of sys, right "
+        "after unlinking one 0.4-1.0). Earlier versions of this bench set the broker's "
+        "figure (first runs, page cache growing) against a raw copy into recycled pages: "
+        "1.46 vs 0.35 = 4.2x.",
         "Minor faults per 4 KiB count the memory a process touched anew per 4 KiB copied "
         "(page-cache pages filled by write() are not counted): ~0 means the copy ran in reused "
         f"memory; the broker produced at {rec_faults:.2f} per 4 KiB here. Before the copy-free "
