@@ -34,6 +34,7 @@ from kio.serial import entity_writer
 
 from seriatim.errors import ErrorCode
 from seriatim.protocol import make, request_class
+from seriatim.protocol._wire import uvarint_bytes as uvarint
 from seriatim.records import Compression, build_batch
 from seriatim.records.varint import encode_varint
 
@@ -62,14 +63,6 @@ class Case:
     data: bytes  # everything sent on a fresh connection, size prefixes included
     expect: Outcome
 
-
-def uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def prefixed(payload: bytes) -> bytes:

@@ -22,6 +22,7 @@ import pytest
 
 import seriatim.testing
 from seriatim.errors import ErrorCode
+from seriatim.protocol._wire import uvarint_bytes as uvarint
 from seriatim.records import Compression, TimestampType, build_batch, iter_records
 from seriatim.testing import InProcessBroker
 from seriatim.testing.wire import RawConnection
@@ -92,14 +93,6 @@ def produce(wire: Wire, topic: str, records: bytes, partition: int = 0, version:
 def batch(n: int = 3, **kwargs: Any) -> bytearray:
     return bytearray(build_batch([(b"k%d" % i, b"value-%d" % i) for i in range(n)], **kwargs))
 
-
-def uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def recrc(buf: bytearray) -> bytes:

@@ -43,6 +43,7 @@ from seriatim.protocol import (
     parse_request_header,
     request_class,
 )
+from seriatim.protocol._wire import uvarint_bytes as uvarint
 from seriatim.records import Compression, build_batch
 from seriatim.testing.wire import decode_response
 
@@ -56,14 +57,6 @@ Request = tuple[str | None, int, int, list[Topic]]
 
 # --- encoding ------------------------------------------------------------------------------
 
-
-def uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def header_bytes(version: int, correlation_id: int = 7) -> bytes:

@@ -29,17 +29,10 @@ from seriatim.protocol import (
     parse_request_header,
     response_class,
 )
+from seriatim.protocol._wire import uvarint_bytes as uvarint
 
 TABLE = [(0, 0, 11), (1, 4, 12), (3, 0, 12), (18, 0, 4)]
 
-
-def uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def request_frame(
