@@ -14,9 +14,9 @@ per round: the submit and future plumbing cost ~17% of the broker's produce CPU 
 turn, and on ext4 every fdatasync of an appended file is a journal commit: six partitions
 took 0.53 ms at the median (1.0 ms p99) against 0.13-0.16 ms for one ``syncfs(2)`` of the
 file system holding them (measured on this project's VM disk; end to end at 10k records/s
-over 6 partitions, p50 1.6 -> 0.9 ms, p99 3.2 -> 2.3 ms). The catch: syncfs writes back
-*everything* dirty on that file system, other processes' files too, so it is for a data
-directory on a disk of its own; hence opt-in. Each log's data is captured first
+over 6 partitions, docs/benchmarks.md: p50 1.65 -> 0.82 ms, p99 3.3 -> 2-3 ms). The catch:
+syncfs writes back *everything* dirty on that file system, other processes' files too, so
+it is for a data directory on a disk of its own; hence opt-in. Each log's data is captured first
 (``flush_begin``: what the fsync must cover), then one syncfs per file system, then each log
 finishes (``flush_end(data_synced=True)``). Needs Linux >= 5.8, where syncfs reports
 writeback errors; if it fails, every log of the round is flushed on its own, so an error is
